@@ -2,13 +2,20 @@
 
   gen-jax train  --config experiments/<model>/<dataset>.py[:smoke] --workdir DIR [--config.KEY=VALUE ...]
   gen-jax sample --workdir DIR --num N --out FILE.npz [--grid FILE.png] [--seed S] [--step K]
+  gen-jax eval   --workdir DIR --metrics fid,kid,is,pr --num N --reference DATASET:SPLIT
+                 --features classifier:WORKDIR|vgg16|inception:WEIGHTS [--step K] [--seed S]
+  gen-jax eval   --samples FILE.npz --metrics ... --reference DATASET:SPLIT --features ...
+  gen-jax eval   --samples PAIRS.npz --metrics psnr,ssim,lpips [--y_channel] [--crop_border N]
 
 Running the same ``train`` command again resumes from the newest checkpoint.
+SIGTERM or SIGINT makes ``train`` save a checkpoint and exit with status 75
+(``trainer.PREEMPTED_EXIT_CODE``); other failures exit with 1, usage errors with 2.
 Multi-process runs pass ``--distributed`` (auto-detected clusters such as
 Cloud TPU) or ``--coordinator_address``, ``--num_processes`` and ``--process_id``.
 """
 
 import functools
+import json
 import sys
 
 import numpy as np
@@ -21,11 +28,21 @@ config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, e.g. experiments/dcgan/mnist.py:smoke.",
     lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and samples.")
-flags.DEFINE_integer("num", 64, "sample: number of images.")
-flags.DEFINE_string("out", None, "sample: output .npz file.")
+flags.DEFINE_integer("num", None, "sample: number of images (default 64); eval: number of "
+                     "samples and most reference images (default 10000).")
+flags.DEFINE_string("out", None, "sample: output .npz file; eval --samples: output JSON.")
 flags.DEFINE_string("grid", None, "sample: also write a PNG grid of (up to 256) samples.")
-flags.DEFINE_integer("seed", 0, "sample: random seed.")
-flags.DEFINE_integer("step", None, "sample: checkpoint step (default: newest).")
+flags.DEFINE_integer("seed", 0, "sample, eval: random seed.")
+flags.DEFINE_integer("step", None, "sample, eval: checkpoint step (default: newest).")
+flags.DEFINE_string("samples", None, "eval: an .npz of uint8 images made elsewhere.")
+flags.DEFINE_string("metrics", "fid,kid", "eval: comma-separated fid, kid, is, pr "
+                    "(accuracy for a classifier run).")
+flags.DEFINE_string("reference", None, "eval: DATASET:SPLIT, e.g. mnist:test, npz:PATH:test "
+                    "(default: the run's dataset, test split).")
+flags.DEFINE_string("features", None, "eval: classifier:WORKDIR, vgg16 or inception:WEIGHTS.")
+flags.DEFINE_integer("batch_size", 250, "eval: images per feature-network call.")
+flags.DEFINE_integer("crop_border", 0, "eval psnr/ssim: border pixels cut on every side.")
+flags.DEFINE_bool("y_channel", False, "eval psnr/ssim: on the Y channel of YCbCr (BT.601).")
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (auto-detect).")
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for multi-process.")
 flags.DEFINE_integer("num_processes", None, "Number of processes, for multi-process.")
@@ -46,18 +63,52 @@ def _require(command: str, *names: str) -> None:
 def _train() -> None:
   from gen_jax.train import trainer  # Deferred: importing TF/JAX takes seconds.
   _require("train", "config", "workdir")
-  trainer.train(FLAGS.config, FLAGS.workdir)
+  try:
+    trainer.train(FLAGS.config, FLAGS.workdir)
+  except trainer.TrainingPreempted as e:
+    logging.warning("%s", e)
+    sys.exit(trainer.PREEMPTED_EXIT_CODE)
 
 
 def _sample() -> None:
   from gen_jax import images, sample
   _require("sample", "workdir", "out")
-  out = sample.sample(FLAGS.workdir, FLAGS.num, seed=FLAGS.seed, step=FLAGS.step)
+  out = sample.sample(FLAGS.workdir, FLAGS.num or 64, seed=FLAGS.seed, step=FLAGS.step)
   with open(FLAGS.out, "wb") as f:
     np.savez(f, **out)
   logging.info("wrote %s: images %s", FLAGS.out, out["images"].shape)
   if FLAGS.grid:
     images.save_png(FLAGS.grid, images.make_grid(out["images"][:256]))
+
+
+def _eval() -> None:
+  from gen_jax.evaluation import evaluate
+  if bool(FLAGS.workdir) == bool(FLAGS.samples):
+    _usage("eval needs exactly one of --workdir (a run) or --samples (an .npz of images)")
+  common = dict(metrics=FLAGS.metrics, reference=FLAGS.reference, features=FLAGS.features,
+                seed=FLAGS.seed, batch_size=FLAGS.batch_size)
+  if FLAGS.workdir:
+    result = evaluate.evaluate_run(FLAGS.workdir, num=FLAGS.num or 10_000, step=FLAGS.step,
+                                   **common)
+    _write_scalars(FLAGS.workdir, result)
+  else:
+    result = evaluate.evaluate_file(FLAGS.samples, num=FLAGS.num, out=FLAGS.out,
+                                    crop_border=FLAGS.crop_border, y_channel=FLAGS.y_channel,
+                                    **common)
+  print(json.dumps(result["protocol"], indent=2, sort_keys=True))
+  for name, value in result["metrics"].items():
+    print(f"{name}={value:.6g}")
+  print(f"written to {result['path']}")
+
+
+def _write_scalars(workdir: str, result: dict) -> None:
+  """The figures as TensorBoard scalars of the run, under ``eval/<features>/``."""
+  from clu import metric_writers
+  kind = result["protocol"].get("features", {}).get("features", "classifier")
+  writer = metric_writers.create_default_writer(workdir, just_logging=False)
+  writer.write_scalars(result["step"], {f"eval/{kind}/{k}": v
+                                        for k, v in result["metrics"].items()})
+  writer.close()
 
 
 def main(command: str, argv: list[str]) -> None:
@@ -70,7 +121,7 @@ def main(command: str, argv: list[str]) -> None:
   COMMANDS[command]()
 
 
-COMMANDS = {"train": _train, "sample": _sample}
+COMMANDS = {"train": _train, "sample": _sample, "eval": _eval}
 
 
 def run() -> None:

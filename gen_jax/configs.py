@@ -32,6 +32,22 @@ def base_config() -> ml_collections.ConfigDict:
   config.sample_every_steps = 500
   config.num_grid_images = 64
   config.ema_decay = 0.0        # > 0 keeps an EMA of the sampling network, used for samples
+  # On a NaN or Inf in the metrics or the state: 'stop' (raise; the checkpoints are kept) or
+  # 'rollback' (to the newest checkpoint, skipping the data batches read since), at most
+  # max_nan_rollbacks times in a run.
+  config.on_nan = "stop"
+  config.max_nan_rollbacks = 3
+  # Periodic evaluation (off while every_steps is 0), and the best checkpoints by a metric.
+  config.eval = ml_collections.ConfigDict({
+      "every_steps": 0,
+      "metrics": "fid,kid",       # any of fid, kid, is, pr (see gen_jax.evaluation)
+      "features": "",             # 'classifier:WORKDIR', 'vgg16', 'inception:WEIGHTS'
+      "num_samples": 5000,
+      "reference": "",            # DATASET:SPLIT; default: the config's dataset, test split
+      "batch_size": 250,
+      "best_metric": "fid",       # lower is better; '' keeps no best checkpoints
+      "keep_best": 1,
+  })
   # Model, method and one optimizer per network: set by each experiment.
   config.model = ml_collections.ConfigDict({"name": "", "compute_dtype": "float32"})
   config.method = ml_collections.ConfigDict({"name": ""})
@@ -104,15 +120,79 @@ def to_json_dict(config: ml_collections.ConfigDict) -> dict:
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Raises before anything is built when a config value cannot work."""
-  if not config.dataset:
-    raise ValueError("config.dataset is empty; set it, e.g. --config.dataset=mnist")
+  """Raises before anything is built when a config value cannot work.
+
+  Each message names the key, its value and what would be valid. Unknown keys
+  and values of the wrong type do not get this far: configs are locked and typed,
+  so ``--config.KEY=VALUE`` refuses them while the command line is parsed.
+
+  Raises:
+    ValueError: the first bad value.
+  """
+  # Deferred: these import JAX, which config files do not otherwise need.
+  from gen_jax.evaluation.evaluate import parse_metrics
+  from gen_jax.registry import lookup
+  from gen_jax.train.optim import OPTIMIZERS, SCHEDULES
+
+  # Keys of config.model (at any depth) whose integers are layer sizes.
+  model_size_keys = {"latent_dim", "embedding_dim", "num_classes", "base_size", "kernel_size",
+                     "features", "hidden", "strides"}
+
+  def require(ok: bool, key: str, value: object, valid: str) -> None:
+    if not ok:
+      raise ValueError(f"config.{key} must be {valid}, got {value!r}")
+
+  def is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+  def positive_int(key: str, value: object) -> None:
+    require(is_int(value) and value > 0, key, value, "a positive integer")
+
+  def named(key: str, check, *args) -> None:
+    """``check(*args)``, its ValueError prefixed with the key."""
+    try:
+      check(*args)
+    except ValueError as e:
+      raise ValueError(f"config.{key}: {e}") from None
+
+  def model_sizes(section: ml_collections.ConfigDict, prefix: str) -> None:
+    for key, value in section.items():
+      if isinstance(value, ml_collections.ConfigDict):
+        model_sizes(value, f"{prefix}.{key}")
+      elif key in model_size_keys:
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        require(all(is_int(v) and v > 0 for v in values), f"{prefix}.{key}", value,
+                "positive integers" if isinstance(value, (tuple, list)) else "a positive integer")
+
+  require(isinstance(config.dataset, str) and config.dataset, "dataset", config.dataset,
+          "a dataset name such as mnist, npz:PATH or folder:PATH (--config.dataset=mnist)")
   for key in ("image_size", "batch_size", "num_train_steps", "checkpoint_every_steps",
-              "log_every_steps", "sample_every_steps", "num_grid_images"):
-    if not isinstance(config[key], int) or config[key] <= 0:
-      raise ValueError(f"config.{key} must be a positive integer, got {config[key]!r}")
-  if not 0.0 <= config.ema_decay < 1.0:
-    raise ValueError(f"config.ema_decay must be in [0, 1), got {config.ema_decay}")
-  if config.model.compute_dtype not in ("float32", "bfloat16", "float16"):
-    raise ValueError(f"config.model.compute_dtype must be float32, bfloat16 or float16, "
-                     f"got {config.model.compute_dtype!r}")
+              "keep_checkpoints", "log_every_steps", "sample_every_steps", "num_grid_images"):
+    positive_int(key, config[key])
+  require(config.crop is None or is_int(config.crop) and config.crop > 0, "crop", config.crop,
+          "a positive integer, or None for the whole image")
+  require(config.channels in (None, 1, 3), "channels", config.channels,
+          "1, 3, or None for the dataset's")
+  require(is_int(config.seed) and 0 <= config.seed < 2**63, "seed", config.seed,
+          "an integer in [0, 2**63)")
+  require(0.0 <= config.ema_decay < 1.0, "ema_decay", config.ema_decay, "in [0, 1) (0: no EMA)")
+  require(config.on_nan in ("stop", "rollback"), "on_nan", config.on_nan,
+          "'stop' or 'rollback'")
+  positive_int("max_nan_rollbacks", config.max_nan_rollbacks)
+  require(config.model.compute_dtype in ("float32", "bfloat16", "float16"),
+          "model.compute_dtype", config.model.compute_dtype, "float32, bfloat16 or float16")
+  model_sizes(config.model, "model")
+  for network, optimizer in config.optimizers.items():
+    key = f"optimizers.{network}"
+    named(f"{key}.name", lookup, OPTIMIZERS, optimizer.name, "optimizer")
+    named(f"{key}.schedule", lookup, SCHEDULES, optimizer.get("schedule", "constant"), "schedule")
+    require(optimizer.learning_rate > 0, f"{key}.learning_rate", optimizer.learning_rate,
+            "positive")
+    warmup_steps = optimizer.get("warmup_steps", 0)
+    require(is_int(warmup_steps) and warmup_steps >= 0, f"{key}.warmup_steps", warmup_steps,
+            "a non-negative integer")
+  require(is_int(config.eval.every_steps) and config.eval.every_steps >= 0, "eval.every_steps",
+          config.eval.every_steps, "a non-negative integer (0: no evaluation)")
+  for key in ("num_samples", "batch_size", "keep_best"):
+    positive_int(f"eval.{key}", config.eval[key])
+  named("eval.metrics", parse_metrics, config.eval.metrics)

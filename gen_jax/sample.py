@@ -41,21 +41,27 @@ def load_run(workdir: str, step: int | None = None):
   return method, state, step
 
 
-def sample(workdir: str, num: int, seed: int = 0, step: int | None = None,
-           batch_size: int = 256) -> dict[str, np.ndarray]:
-  """Draws ``num`` images from the run in ``workdir`` (its EMA network if kept).
+def generate_images(method, variables, num: int, seed: int = 0, batch_size: int = 256,
+                    generate=None) -> dict[str, np.ndarray]:
+  """Draws ``num`` images in chunks of ``batch_size``.
+
+  Args:
+    method: the run's method.
+    variables: its sampling variables (``method.sampling_variables(state)``).
+    num: number of images.
+    seed: chunk ``i`` uses ``fold_in(PRNGKey(seed), i)``.
+    batch_size: images per call.
+    generate: ``method.generate`` already jitted (the trainer passes its own
+      so that periodic evaluation compiles once); default jits it here.
 
   Returns:
     ``images`` uint8 [num, H, W, C] in [0, 255], and ``labels`` int32 [num]
     when the model is conditional (classes in turn).
   """
   if num <= 0:
-    raise ValueError(f"--num must be positive, got {num}")
-  method, state, step = load_run(workdir, step)
-  logging.info("sampling %d images from step %d of %s", num, step, workdir)
-  variables = method.sampling_variables(state)
+    raise ValueError(f"the number of samples must be positive, got {num}")
+  generate = generate or jax.jit(method.generate)
   labels = grid_labels(method, num)
-  generate = jax.jit(method.generate)
   rng = jax.random.PRNGKey(seed)
   chunks = [generate(variables, jax.random.fold_in(rng, i), labels[start:start + batch_size])
             for i, start in enumerate(range(0, num, batch_size))]
@@ -63,3 +69,17 @@ def sample(workdir: str, num: int, seed: int = 0, step: int | None = None,
   if method.conditional:
     out["labels"] = np.asarray(labels)
   return out
+
+
+def sample(workdir: str, num: int, seed: int = 0, step: int | None = None,
+           batch_size: int = 256) -> dict[str, np.ndarray]:
+  """Draws ``num`` images from the run in ``workdir`` (its EMA network if kept).
+
+  Returns:
+    As ``generate_images``.
+  """
+  if num <= 0:
+    raise ValueError(f"--num must be positive, got {num}")
+  method, state, step = load_run(workdir, step)
+  logging.info("sampling %d images from step %d of %s", num, step, workdir)
+  return generate_images(method, method.sampling_variables(state), num, seed, batch_size)

@@ -18,6 +18,7 @@ import pytest  # noqa: E402
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
 EXPERIMENTS = ROOT / "experiments"
+SMOKE_CONFIG = "experiments/dcgan/mnist.py:smoke"
 
 
 @pytest.fixture(scope="session")
@@ -76,3 +77,10 @@ def gen_jax(*args: str, check: bool = True, one_device: bool = False,
   if check and result.returncode:
     raise AssertionError(f"gen-jax {' '.join(args)} failed:\n{result.stderr[-3000:]}")
   return result
+
+
+def smoke_run(workdir: pathlib.Path, dataset: str) -> pathlib.Path:
+  """Trains ``SMOKE_CONFIG`` on ``dataset`` through the CLI: checkpoints 2 and 4."""
+  gen_jax("train", f"--config={SMOKE_CONFIG}", f"--workdir={workdir}",
+          f"--config.dataset={dataset}")
+  return workdir

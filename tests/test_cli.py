@@ -6,17 +6,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import gen_jax
-
-CONFIG = "experiments/dcgan/mnist.py:smoke"
+from conftest import SMOKE_CONFIG, gen_jax, smoke_run
 
 
 @pytest.fixture(scope="module")
 def trained_workdir(tmp_path_factory, npz_factory):
-  workdir = tmp_path_factory.mktemp("cli_run")
-  gen_jax("train", f"--config={CONFIG}", f"--workdir={workdir}",
-          f"--config.dataset={npz_factory((28, 28, 1))}")
-  return workdir
+  return smoke_run(tmp_path_factory.mktemp("cli_run"), npz_factory((28, 28, 1)))
 
 
 def test_train_writes_checkpoints_grid_config_and_logs(trained_workdir):
@@ -28,7 +23,7 @@ def test_train_writes_checkpoints_grid_config_and_logs(trained_workdir):
 
 
 def test_same_command_resumes(trained_workdir, npz_factory):
-  result = gen_jax("train", f"--config={CONFIG}", f"--workdir={trained_workdir}",
+  result = gen_jax("train", f"--config={SMOKE_CONFIG}", f"--workdir={trained_workdir}",
                    f"--config.dataset={npz_factory((28, 28, 1))}",
                    "--config.num_train_steps=6")
   assert "starting at step 4 of 6" in result.stderr
@@ -57,8 +52,8 @@ def test_sample_unknown_step_lists_available(trained_workdir, tmp_path):
 def test_bad_command_line(tmp_path):
   result = gen_jax("fly", check=False)
   assert result.returncode == 2 and "must be one of train, sample" in result.stderr
-  result = gen_jax("train", f"--config={CONFIG}", f"--workdir={tmp_path}",
+  result = gen_jax("train", f"--config={SMOKE_CONFIG}", f"--workdir={tmp_path}",
                    "--config.batch_sise=4", check=False)
   assert result.returncode != 0 and "batch_sise" in result.stderr
-  result = gen_jax("train", f"--config={CONFIG}", check=False)
+  result = gen_jax("train", f"--config={SMOKE_CONFIG}", check=False)
   assert result.returncode == 2 and "train needs --workdir" in result.stderr

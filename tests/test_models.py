@@ -64,7 +64,8 @@ def test_generator_size_error_names_fix():
 
 
 def test_unknown_names_list_valid_ones():
-  with pytest.raises(ValueError, match="unknown model 'stylegan9'; valid models: dcgan, gan, vae"):
+  with pytest.raises(ValueError,
+                     match="unknown model 'stylegan9'; valid models: classifier, dcgan, gan, vae"):
     models.build(ml_collections.ConfigDict({"name": "stylegan9"}), info((28, 28, 1)))
   config = ml_collections.ConfigDict({"name": "vae", "architecture": "rnn", "latent_dim": 2})
   with pytest.raises(ValueError, match="unknown VAE architecture 'rnn'; valid: mlp, conv"):

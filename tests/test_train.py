@@ -28,8 +28,8 @@ def leaves_equal(a, b) -> bool:
 
 
 def test_smoke_configs_found():
-  assert {"dcgan/mnist.py", "gan/mnist.py", "vae/mnist.py", "dcgan/celeb_a.py"} <= set(
-      SMOKE_CONFIGS)
+  assert {"dcgan/mnist.py", "gan/mnist.py", "vae/mnist.py", "dcgan/celeb_a.py",
+          "classifier/mnist.py", "classifier/cifar10.py"} <= set(SMOKE_CONFIGS)
 
 
 @pytest.mark.parametrize("name", SMOKE_CONFIGS)
@@ -40,7 +40,8 @@ def test_smoke_config_trains(name, npz_factory, tmp_path):
   assert int(state.step) == 2
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(jax.device_get(state.params)))
   assert Checkpoints(tmp_path, read_only=True).all_steps() == [2]
-  assert (tmp_path / "samples_00000002.png").is_file()
+  generative = methods.METHODS[config.method.name].generative
+  assert (tmp_path / "samples_00000002.png").is_file() == generative
   assert (tmp_path / "config.json").is_file()
 
 
@@ -117,11 +118,12 @@ def test_errors_before_compiling(npz_factory, tmp_path):
     trainer.train(config, tmp_path)
   config = smoke_config("dcgan/mnist.py", npz_factory)
   config.model.name = "dcgan_typo"
-  with pytest.raises(ValueError, match="unknown model 'dcgan_typo'; valid models: dcgan, gan"):
+  with pytest.raises(ValueError,
+                     match="unknown model 'dcgan_typo'; valid models: classifier, dcgan, gan, vae"):
     trainer.train(config, tmp_path)
   config = smoke_config("dcgan/mnist.py", npz_factory)
   config.method.name = "nope"
-  with pytest.raises(ValueError, match="unknown method 'nope'; valid methods: gan, vae"):
+  with pytest.raises(ValueError, match="unknown method 'nope'; valid methods: classifier, gan, vae"):
     trainer.train(config, tmp_path)
   config = smoke_config("dcgan/mnist.py", npz_factory)
   config.image_size = 32

@@ -121,12 +121,22 @@ class DatasetInfo:
 def _open(spec: DataSpec) -> tuple[Source, int]:
   """The source of `spec` and its output channel count, after checking they fit."""
   source = get_source(spec.dataset, spec.split)
+  if not source.num_examples:
+    raise ValueError(f"split {spec.split!r} of {source.name} has no examples")
   if source.channels not in (1, 3):
     raise ValueError(f"{source.name} has {source.channels}-channel images; "
                      "only 1 or 3 are supported")
   if spec.crop and source.image_shape and spec.crop > min(source.image_shape[:2]):
     h, w = source.image_shape[:2]
     raise ValueError(f"crop {spec.crop} is larger than the {h}x{w} images of {source.name}")
+  if spec.crop and source.example_sizes is not None:
+    # Images of differing sizes: name the first too small now, not when a batch reaches it.
+    too_small = np.flatnonzero(source.example_sizes.min(axis=1) < spec.crop)
+    if too_small.size:
+      h, w = source.example_sizes[too_small[0]]
+      raise ValueError(f"cannot crop {spec.crop}x{spec.crop} from "
+                       f"{source.example_name(too_small[0])}, which is {h}x{w} ({too_small.size} "
+                       f"of the {source.num_examples} images of split {spec.split!r} are smaller)")
   return source, spec.channels or source.channels
 
 
@@ -134,7 +144,8 @@ def describe(spec: DataSpec) -> DatasetInfo:
   """Size, output shape and classes of `spec`'s split, without decoding it.
 
   Raises:
-    ValueError: unknown dataset or split, or a crop larger than the images.
+    ValueError: unknown dataset or split, an empty split, a crop larger than an image,
+      or an image that cannot be read (the message names it).
   """
   source, channels = _open(spec)
   return DatasetInfo(source.num_examples, (spec.image_size, spec.image_size, channels),

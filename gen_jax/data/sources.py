@@ -24,6 +24,7 @@ Dataset names (`get_source`, `DATASETS`):
 """
 
 import abc
+import collections
 import dataclasses
 import functools
 import io
@@ -34,11 +35,16 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
+from absl import logging
 from PIL import Image
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 # PIL modes without colour; a folder made only of these is a 1-channel dataset.
-_GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
+_GRAY_MODES = frozenset({"1", "L", "LA"})
+# PIL modes of more than 8 bits per pixel: PIL's conversion to 8 bits clips
+# them instead of scaling, so they are refused rather than turned to garbage.
+_HIGH_DEPTH_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+_ALPHA_MODES = frozenset({"LA", "La", "PA", "RGBA", "RGBa"})
 _DIGITS_TRAIN = 1500
 
 
@@ -52,6 +58,8 @@ class Source(abc.ABC):
     channels: C, the channel count `read` returns (1 or 3).
     num_classes: number of label values, 0 for an unlabelled dataset.
     class_names: a name per label value, or None if the dataset has none.
+    example_sizes: int [N, 2], the (H, W) of each example when known without
+      decoding it (images in a folder), else None.
   """
 
   name: str
@@ -60,6 +68,7 @@ class Source(abc.ABC):
   channels: int
   num_classes: int
   class_names: tuple[str, ...] | None = None
+  example_sizes: np.ndarray | None = None
 
   @abc.abstractmethod
   def read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -144,15 +153,19 @@ def npz_source(path: str, split: str) -> ArraySource:
   splits = [k[2:] for k in arrays if k.startswith("x_") and f"y_{k[2:]}" in arrays]
   if split not in splits:
     raise _splits_error(name, split, splits)
-  images = arrays[f"x_{split}"]
+  images, labels = arrays[f"x_{split}"], arrays[f"y_{split}"]
   if images.dtype != np.uint8 or images.ndim not in (3, 4):
     raise ValueError(f"{name}: x_{split} must be uint8 [N, H, W] or [N, H, W, C], "
                      f"got {images.dtype} {images.shape}")
   if images.ndim == 3:
     images = images[..., None]
+  if labels.size != len(images) or labels.min(initial=0) < 0:
+    raise ValueError(f"{name}: y_{split} must hold one class id >= 0 per image of x_{split} "
+                     f"{images.shape}, got {labels.dtype} {labels.shape} with minimum "
+                     f"{labels.min(initial=0)}")
   # Class count from every split, so that label ids mean the same in each.
   num_classes = 1 + max(int(arrays[f"y_{s}"].max(initial=0)) for s in splits)
-  return ArraySource(name, images, arrays[f"y_{split}"].reshape(-1).astype(np.int32), num_classes)
+  return ArraySource(name, images, labels.reshape(-1).astype(np.int32), num_classes)
 
 
 # ----------------------------------------------------------------------------- digits
@@ -206,7 +219,10 @@ class FolderSource(Source):
   means the same class in every split. Examples are ordered by (class, path).
   Construction reads every image header (not the pixels) to learn the sizes and
   channel count: the dataset is 1-channel if all images are grayscale and RGB
-  otherwise (grayscale images in it are converted to RGB).
+  otherwise. Images of other modes are converted to that one (grayscale to RGB,
+  palette and CMYK to RGB, alpha channels dropped), and a warning counts them.
+  Images of more than 8 bits per channel (16-bit PNGs, float TIFFs) are refused,
+  as is a file that cannot be decoded: the error names the file.
   """
 
   def __init__(self, path: str, split: str, fingerprint: tuple):
@@ -236,9 +252,26 @@ class FolderSource(Source):
     self._labels = np.array([class_ids[c] for c, _ in files], np.int32)
     self.num_examples = len(files)
     headers = [self._header(i) for i in range(self.num_examples)]
-    self.channels = 1 if all(mode in _GRAY_MODES for mode, _ in headers) else 3
+    modes = [mode for mode, _ in headers]
+    for index, mode in enumerate(modes):
+      if mode in _HIGH_DEPTH_MODES:
+        raise ValueError(f"{self.example_name(index)} has PIL mode {mode!r} (more than 8 bits "
+                         f"per channel); only 8-bit images are supported: save it as 8-bit")
+    self.channels = 1 if all(mode in _GRAY_MODES for mode in modes) else 3
+    self._log_conversions(split, modes)
+    self.example_sizes = np.array([size[::-1] for _, size in headers])
     sizes = {size for _, size in headers}
     self.image_shape = (*sizes.pop()[::-1], self.channels) if len(sizes) == 1 else None
+
+  def _log_conversions(self, split: str, modes: list[str]) -> None:
+    """Warns of the images that `_decode` converts, counted by PIL mode."""
+    target = "L" if self.channels == 1 else "RGB"
+    counts = collections.Counter(mode for mode in modes if mode != target)
+    if counts:
+      by_mode = ", ".join(f"{mode}: {n}" for mode, n in sorted(counts.items()))
+      logging.warning("%s: converting %d of the %d images of split %r to %s (PIL modes %s)%s",
+                      self.name, counts.total(), len(modes), split, target, by_mode,
+                      "; alpha channels are dropped" if counts.keys() & _ALPHA_MODES else "")
 
   def example_name(self, index: int) -> str:
     return f"image {self._files[index]!r} in {self.name}"

@@ -32,11 +32,13 @@ class Method(abc.ABC):
     sampling_network: the network ``generate`` runs; its EMA is kept when the
       config's ``ema_decay`` is positive.
     conditional: whether ``generate`` uses the labels it is given.
+    generative: whether the method makes images (a classifier does not).
   """
 
   network_names: tuple[str, ...]
   sampling_network: str
   conditional: bool = False
+  generative: bool = True
 
   def __init__(self, config: ml_collections.ConfigDict, info: DatasetInfo):
     self.config = config

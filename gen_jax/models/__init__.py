@@ -3,10 +3,11 @@
 import jax.numpy as jnp
 import ml_collections
 
-from gen_jax.models import dcgan, gan, vae
+from gen_jax.models import classifier, dcgan, gan, vae
 from gen_jax.registry import lookup
 
 MODELS = {
+    "classifier": classifier.build,
     "gan": gan.build,
     "dcgan": dcgan.build,
     "vae": vae.build,

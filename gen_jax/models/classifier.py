@@ -5,7 +5,9 @@ standard feature network, so figures computed with it are only comparable with
 figures computed with the same trained weights.
 """
 
-from typing import Sequence
+from typing import Any, Sequence
+
+import ml_collections
 
 import flax.linen as nn
 import jax
@@ -27,16 +29,37 @@ class Classifier(nn.Module):
   features: Sequence[int] = (32, 64)
   embedding_dim: int = 128
 
+  dtype: Any = jnp.float32
+
   @nn.compact
-  def __call__(self, images: jax.Array, return_features: bool = False) -> jax.Array:
-    """images: float [B, H, W, C] in [-1, 1] -> logits [B, num_classes]
-    (or features [B, embedding_dim] with ``return_features``)."""
-    x = nn.relu(nn.Conv(self.features[0], (3, 3))(images))
+  def __call__(self, images: jax.Array, train: bool = False,
+               return_features: bool = False) -> jax.Array | tuple[jax.Array, jax.Array]:
+    """Classifies images.
+
+    Args:
+      images: float [B, H, W, C] in [-1, 1].
+      train: accepted for the ``Method`` interface; the network has no batch
+        norm or dropout, so it behaves the same either way.
+      return_features: also return the penultimate features.
+
+    Returns:
+      float32 logits [B, num_classes], or ``(logits, features [B, embedding_dim])``.
+    """
+    del train
+    x = nn.relu(nn.Conv(self.features[0], (3, 3), dtype=self.dtype)(images))
     for width in self.features:
-      x = nn.relu(nn.Conv(width, (3, 3), strides=2)(x))
+      x = nn.relu(nn.Conv(width, (3, 3), strides=2, dtype=self.dtype)(x))
     x = x.reshape(x.shape[0], -1)
-    features = nn.relu(nn.Dense(self.embedding_dim)(x))
-    return features if return_features else nn.Dense(self.num_classes)(features)
+    features = nn.relu(nn.Dense(self.embedding_dim, dtype=self.dtype)(x)).astype(jnp.float32)
+    logits = nn.Dense(self.num_classes)(features)
+    return (logits, features) if return_features else logits
+
+
+def build(config: ml_collections.ConfigDict, image_shape, dtype) -> dict[str, nn.Module]:
+  """The ``classifier`` network from ``config.num_classes``, ``features``, ``embedding_dim``."""
+  del image_shape  # The network adapts to any input size.
+  kwargs = {k: config[k] for k in ("num_classes", "features", "embedding_dim") if k in config}
+  return {"classifier": Classifier(dtype=dtype, **kwargs)}
 
 
 def train_classifier(images: np.ndarray, labels: np.ndarray, num_classes: int = 10,

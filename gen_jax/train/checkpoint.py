@@ -1,9 +1,18 @@
 """Orbax checkpoints of the train state, with the config that made them.
 
-Each checkpoint has two items: ``state`` (the whole ``TrainState``; the data
-position is its ``step``) and ``meta`` (the config and the data's shape, as
-JSON), so that a checkpoint can be sampled from without the dataset, and a
-workdir is never resumed with a different model.
+Each checkpoint has two items: ``state`` (the whole ``TrainState``) and
+``meta`` (JSON: the config, the data's shape and the data batches skipped by
+NaN rollbacks, so that the data position is ``step`` plus the skipped count),
+so that a checkpoint can be sampled from without the dataset, and a workdir is
+never resumed with a different model.
+
+What survives a crash: Orbax writes each checkpoint into
+``<step>.orbax-checkpoint-tmp`` and renames it to ``<step>`` only once every
+file is written, so a kill during a save leaves a temporary directory that is
+never read (and is deleted by the next run), never a partial ``<step>``. A
+``<step>`` whose files were damaged later (truncated, deleted) fails to restore:
+`Checkpoints.restore_newest` then falls back to an older one and moves the bad
+one to ``WORKDIR/checkpoints_corrupt/<step>``.
 """
 
 import json
@@ -11,11 +20,16 @@ from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
+from jax.experimental import multihost_utils
 
 from gen_jax import configs
+
+# Where unreadable checkpoints are moved, beside WORKDIR/checkpoints.
+CORRUPT_DIR = "checkpoints_corrupt"
 
 # The config sections that decide what the saved state means; everything else
 # (run length, logging, learning rates, data source) may change on resume.
@@ -29,14 +43,35 @@ class Checkpoints:
     workdir: the run's directory.
     max_to_keep: newest checkpoints kept (None keeps all).
     read_only: for sampling and evaluation from a finished run.
+    best_metric: with ``keep_best``, also keep the ``keep_best`` checkpoints
+      with the lowest value of this metric (saved with ``save(metrics=...)``),
+      beside the newest ones.
+    keep_best: how many best checkpoints to keep.
   """
 
-  def __init__(self, workdir: str, max_to_keep: int | None = None, read_only: bool = False):
+  def __init__(self, workdir: str, max_to_keep: int | None = None, read_only: bool = False,
+               best_metric: str = "", keep_best: int = 1):
     self.directory = epath.Path(workdir) / "checkpoints"
-    options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, create=not read_only, read_only=read_only,
-        enable_async_checkpointing=not read_only)
-    self.manager = ocp.CheckpointManager(self.directory, options=options,
+    self.best_metric = best_metric
+    # A writer deletes the temporary directories of saves that a kill interrupted;
+    # the workdir lock guarantees that no other run is saving into them.
+    options = dict(create=not read_only, read_only=read_only,
+                   enable_async_checkpointing=not read_only,
+                   cleanup_tmp_directories=not read_only)
+    if best_metric and not read_only:
+      # orbax's policies: a checkpoint survives if it is among the newest OR the best.
+      policies = ocp.checkpoint_managers
+      best = lambda metrics: metrics[best_metric]  # noqa: E731
+      options.update(
+          best_fn=best, best_mode="min", keep_checkpoints_without_metrics=False,
+          preservation_policy=policies.AnyPreservationPolicy([
+              policies.LatestN(n=max_to_keep),
+              policies.BestN(get_metric_fn=best, reverse=True, n=keep_best,
+                             keep_checkpoints_without_metrics=False)]))
+    else:
+      options["max_to_keep"] = max_to_keep
+    self.manager = ocp.CheckpointManager(self.directory,
+                                         options=ocp.CheckpointManagerOptions(**options),
                                          item_names=("state", "meta"))
 
   def latest_step(self) -> int | None:
@@ -49,9 +84,13 @@ class Checkpoints:
     """The ``meta`` item of checkpoint ``step``: ``config`` and ``data_info``."""
     return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
 
-  def check_same_model(self, step: int, config: ml_collections.ConfigDict) -> None:
-    """Refuses to resume checkpoint ``step`` with a config of another model."""
-    saved = self.meta(step)["config"]
+  def check_same_model(self, step: int, config: ml_collections.ConfigDict,
+                       saved: dict[str, Any] | None = None) -> None:
+    """Refuses to resume checkpoint ``step`` with a config of another model.
+
+    ``saved`` is the checkpoint's config if already read.
+    """
+    saved = self.meta(step)["config"] if saved is None else saved
     current = configs.to_json_dict(config)
     for key in MODEL_IDENTITY_KEYS:
       if saved.get(key) != current.get(key):
@@ -67,12 +106,112 @@ class Checkpoints:
     args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
     return self.manager.restore(step, args=args)["state"]
 
+  def restore_newest(self, abstract_state: Any, config: ml_collections.ConfigDict
+                     ) -> tuple[int, Any, dict[str, Any]] | None:
+    """The newest checkpoint that restores, falling back to older ones.
+
+    A checkpoint that cannot be read (truncated or missing files) is passed over
+    with a warning naming its step. Once an older one restores, the unreadable
+    ones are moved to ``WORKDIR/checkpoints_corrupt/<step>`` (kept for
+    inspection, out of the way of later saves). When none restores, nothing
+    is moved: a failure common to all (say, code that changed the state's
+    structure) must not empty the workdir.
+
+    Args:
+      abstract_state: shapes and shardings to restore into.
+      config: the run's config; checked against each checkpoint's model.
+
+    Returns:
+      ``(step, state, meta)``, or None when there are no checkpoints.
+
+    Raises:
+      ValueError: the checkpoints are of another model (`check_same_model`).
+      RuntimeError: there are checkpoints but none restores; lists each error.
+    """
+    failures = []
+    for step in sorted(self.all_steps(), reverse=True):
+      error = None
+      try:
+        meta = self.meta(step)
+        saved_config = meta["config"]
+      except Exception as e:  # noqa: BLE001 - Orbax and TensorStore raise many types.
+        error = e
+      if error is None:
+        self.check_same_model(step, config, saved_config)
+        try:
+          state = self.restore(step, abstract_state)
+        except Exception as e:  # noqa: BLE001
+          error = e
+      if not _on_every_process(error is None):
+        error = error or RuntimeError("another process of the run could not restore it")
+        logging.warning("checkpoint %d in %s cannot be restored (%s); trying an older one",
+                        step, self.directory, _summary(error))
+        failures.append((step, error))
+        continue
+      if failures:
+        moved = self._move_aside([failed for failed, _ in failures])
+        logging.warning("resuming from checkpoint %d: the newer checkpoint(s) %s could not be "
+                        "restored and were moved to %s", step,
+                        ", ".join(str(failed) for failed, _ in failures),
+                        ", ".join(map(str, moved)))
+      return step, state, meta
+    if failures:
+      tried = "; ".join(f"step {step}: {_summary(error)}" for step, error in failures)
+      raise RuntimeError(
+          f"no checkpoint in {self.directory} can be restored; tried {tried}. They are left "
+          f"in place. If they are damaged, move them out of the way (e.g. to "
+          f"{self.directory.parent / CORRUPT_DIR}) to start from scratch, or train in another "
+          f"--workdir.")
+    return None
+
+  def _move_aside(self, steps: list[int]) -> list[epath.Path]:
+    """Moves the directories of ``steps`` to ``WORKDIR/checkpoints_corrupt``."""
+    corrupt = self.directory.parent / CORRUPT_DIR
+    targets = []
+    for step in steps:
+      target = corrupt / str(step)
+      copy = 1
+      while target.exists():  # The same step may have been moved aside by an earlier run.
+        copy += 1
+        target = corrupt / f"{step}.{copy}"
+      targets.append(target)
+    if jax.process_index() == 0:
+      corrupt.mkdir(parents=True, exist_ok=True)
+      for step, target in zip(steps, targets):
+        (self.directory / str(step)).rename(target)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices("gen_jax: corrupt checkpoints moved aside")
+    self.manager.reload()
+    return targets
+
+  def best_step(self) -> int | None:
+    """The kept step with the lowest ``best_metric`` (None if none was evaluated)."""
+    scored = [(metrics[self.best_metric], step) for step in self.all_steps()
+              if (metrics := self.manager.metrics(step)) and self.best_metric in metrics]
+    return min(scored)[1] if scored else None
+
   def save(self, step: int, state: Any, config: ml_collections.ConfigDict,
-           data_info: dict[str, Any]) -> None:
-    """Starts an asynchronous save of ``state`` as checkpoint ``step``."""
-    meta = {"config": configs.to_json_dict(config), "data_info": data_info}
-    self.manager.save(step, args=ocp.args.Composite(
+           data_info: dict[str, Any], metrics: dict[str, float] | None = None,
+           skipped_batches: list[list[int]] = ()) -> None:
+    """Starts an asynchronous save of ``state`` as checkpoint ``step``.
+
+    Args:
+      step: the checkpoint's step.
+      state: the train state.
+      config: the run's config, saved in ``meta``.
+      data_info: the data's description (``dataclasses.asdict(DatasetInfo)``).
+      metrics: from periodic evaluation, to rank it for the best-N policy.
+      skipped_batches: ``[first, end)`` ranges of data batch positions that NaN
+        rollbacks skipped (see the trainer), saved in ``meta``.
+    """
+    meta = {"config": configs.to_json_dict(config), "data_info": data_info,
+            "skipped_batches": [list(span) for span in skipped_batches]}
+    self.manager.save(step, metrics=metrics, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+
+  def wait_until_finished(self) -> None:
+    """Waits for the pending asynchronous save, if any."""
+    self.manager.wait_until_finished()
 
   def close(self) -> None:
     """Waits for pending saves and releases the manager."""
@@ -84,3 +223,17 @@ def abstract_with_sharding(abstract: Any, sharding: jax.sharding.Sharding) -> An
   """``ShapeDtypeStruct``s of ``abstract`` placed with ``sharding``."""
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
                       abstract)
+
+
+def _on_every_process(ok: bool) -> bool:
+  """Whether ``ok`` holds on every process of the run (all take the same branch)."""
+  if jax.process_count() == 1:
+    return ok
+  return bool(np.all(multihost_utils.process_allgather(np.int32(ok))))
+
+
+def _summary(error: Exception) -> str:
+  """``'Type: message'`` of an error, without the spec that TensorStore's errors append."""
+  message = str(error).strip().split(" See full TensorStore details", 1)[0]
+  lines = message.splitlines()
+  return f"{type(error).__name__}: {lines[0][:300] if lines else ''}"

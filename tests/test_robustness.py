@@ -1,0 +1,303 @@
+"""Robustness: one run per workdir, and bad data or configs fail early, clearly and harmlessly.
+
+The lock is tested across real processes; the command line through real
+``gen-jax train`` runs on the workdir of a finished smoke run; bad data and most
+bad config values in-process.
+"""
+
+import io
+import json
+import os
+import pathlib
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import EXPERIMENTS, ROOT, SMOKE_CONFIG, gen_jax, smoke_run
+from gen_jax import configs, data, sample
+from gen_jax.train import workdir_lock
+
+# ----------------------------------------------------------------------------- workdir lock
+
+HOLD_LOCK = """
+import sys, time
+from gen_jax.train.workdir_lock import WorkdirLock
+with WorkdirLock(sys.argv[1]):
+  print("locked", flush=True)
+  time.sleep(600)
+"""
+TAKE_LOCK = """
+import sys
+from gen_jax.train.workdir_lock import WorkdirLock
+with WorkdirLock(sys.argv[1]):
+  pass
+"""
+
+
+def hold_lock(workdir: pathlib.Path) -> subprocess.Popen:
+  """A process that holds the lock of `workdir` until killed, once it holds it."""
+  holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(workdir)], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)
+  assert holder.stdout.readline() == "locked\n"
+  return holder
+
+
+@pytest.fixture
+def lock_holder(tmp_path):
+  """Yields (workdir, the process holding its lock); kills that process afterwards."""
+  holder = hold_lock(tmp_path / "run")
+  yield tmp_path / "run", holder
+  holder.kill()
+  holder.wait()
+
+
+def test_second_process_on_a_locked_workdir_is_refused(lock_holder):
+  workdir, holder = lock_holder
+  second = subprocess.run([sys.executable, "-c", TAKE_LOCK, str(workdir)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+  assert second.returncode != 0
+  assert "WorkdirInUseError" in second.stderr
+  assert f"pid {holder.pid} on host {socket.gethostname()}" in second.stderr
+  assert "or train in another --workdir" in second.stderr
+
+
+def test_lock_of_a_killed_run_is_taken_over(lock_holder, caplog):
+  workdir, holder = lock_holder
+  holder.send_signal(signal.SIGKILL)
+  holder.wait()
+  assert (workdir / "run.lock").exists()  # Left behind by the killed holder.
+  with workdir_lock.WorkdirLock(workdir) as lock:
+    assert json.loads(pathlib.Path(lock.path).read_text())["pid"] == os.getpid()
+  assert "taking over" in caplog.text and f"pid {holder.pid} on host" in caplog.text
+  assert not (workdir / "run.lock").exists()
+
+
+def test_lock_is_released_on_exit_and_taken_only_by_process_0(tmp_path, caplog):
+  with pytest.raises(KeyError):
+    with workdir_lock.WorkdirLock(tmp_path):
+      with workdir_lock.WorkdirLock(tmp_path, process_index=1):  # Another process of the run.
+        raise KeyError("the run fails")
+  assert not (tmp_path / "run.lock").exists()
+  with workdir_lock.WorkdirLock(tmp_path):
+    pass
+  assert "taking over" not in caplog.text
+
+
+# ----------------------------------------------------------------------------- the command line
+
+
+@pytest.fixture(scope="module")
+def trained_workdir(tmp_path_factory, npz_factory):
+  """The workdir of a finished smoke run: checkpoints 2 and 4."""
+  return smoke_run(tmp_path_factory.mktemp("robust_run"), npz_factory((28, 28, 1)))
+
+
+def snapshot(workdir: pathlib.Path) -> dict[str, tuple[int, int]]:
+  """(size, mtime) of every file under `workdir`."""
+  return {str(p.relative_to(workdir)): (p.stat().st_size, p.stat().st_mtime_ns)
+          for p in workdir.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("override, messages", [
+    ("--config.batch_size=abc", ["--config.batch_size=abc", "invalid literal for int()"]),
+    ("--config.nonexistent=1", ["'nonexistent'"]),
+    ("--config.keep_checkpoints=0", ["config.keep_checkpoints must be a positive integer, got 0"]),
+])
+def test_bad_config_fails_and_keeps_the_workdir(trained_workdir, npz_factory, override,
+                                                messages):
+  before = snapshot(trained_workdir)
+  result = gen_jax("train", f"--config={SMOKE_CONFIG}", f"--workdir={trained_workdir}",
+                   f"--config.dataset={npz_factory((28, 28, 1))}", override, check=False)
+  assert result.returncode != 0
+  for message in messages:
+    assert message in result.stderr
+  assert "starting at step" not in result.stderr  # Failed before restoring or compiling.
+  assert snapshot(trained_workdir) == before
+  _, state, step = sample.load_run(str(trained_workdir))
+  assert step == 4 and int(state.step) == 4
+
+
+def test_train_refuses_a_workdir_in_use(trained_workdir, npz_factory):
+  holder = hold_lock(trained_workdir)
+  try:
+    result = gen_jax("train", f"--config={SMOKE_CONFIG}", f"--workdir={trained_workdir}",
+                     f"--config.dataset={npz_factory((28, 28, 1))}", check=False)
+  finally:
+    holder.kill()
+    holder.wait()
+  assert result.returncode != 0
+  assert f"in use by another training run (pid {holder.pid}" in result.stderr
+
+
+# ----------------------------------------------------------------------------- config values
+
+
+def smoke_config(**overrides):
+  config = configs.load(f"{EXPERIMENTS / 'dcgan/mnist.py'}:smoke")
+  config.update_from_flattened_dict(overrides)
+  return config
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("dataset", "", "config.dataset must be a dataset name such as mnist"),
+    ("image_size", -28, "config.image_size must be a positive integer, got -28"),
+    ("batch_size", 0, "config.batch_size must be a positive integer, got 0"),
+    ("keep_checkpoints", -1, "config.keep_checkpoints must be a positive integer, got -1"),
+    ("crop", 0, "config.crop must be a positive integer, or None for the whole image, got 0"),
+    ("channels", 2, "config.channels must be 1, 3, or None for the dataset's, got 2"),
+    ("seed", -1, "config.seed must be an integer in [0, 2**63), got -1"),
+    ("ema_decay", 1.0, "config.ema_decay must be in [0, 1) (0: no EMA), got 1.0"),
+    ("model.latent_dim", 0, "config.model.latent_dim must be a positive integer, got 0"),
+    ("model.generator.features", (16, -8, 4),
+     "config.model.generator.features must be positive integers, got (16, -8, 4)"),
+    ("optimizers.generator.name", "adamax", "config.optimizers.generator.name: unknown "
+     "optimizer 'adamax'; valid optimizers: adam, adamw, rmsprop, sgd"),
+    ("optimizers.discriminator.schedule", "cosin", "config.optimizers.discriminator.schedule: "
+     "unknown schedule 'cosin'; valid schedules: constant, cosine, linear"),
+    ("optimizers.generator.learning_rate", -2e-4,
+     "config.optimizers.generator.learning_rate must be positive, got -0.0002"),
+    ("optimizers.generator.warmup_steps", -5,
+     "config.optimizers.generator.warmup_steps must be a non-negative integer, got -5"),
+    ("eval.every_steps", -1, "config.eval.every_steps must be a non-negative integer"),
+    ("eval.num_samples", 0, "config.eval.num_samples must be a positive integer, got 0"),
+    ("eval.batch_size", -250, "config.eval.batch_size must be a positive integer, got -250"),
+    ("eval.keep_best", 0, "config.eval.keep_best must be a positive integer, got 0"),
+    ("eval.metrics", "fid,fjd", "config.eval.metrics: unknown metric(s) ['fjd']; valid "
+     "metrics: fid, kid, is, pr"),
+    ("eval.metrics", "", "config.eval.metrics: unknown metric(s) ''; valid metrics: fid"),
+])
+def test_bad_value_names_key_value_and_what_is_valid(key, value, message):
+  with pytest.raises(ValueError, match=re.escape(message)):
+    configs.validate(smoke_config(**{key: value}))
+
+
+@pytest.mark.parametrize("path", sorted(EXPERIMENTS.glob("*/*.py")),
+                         ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_every_experiment_config_is_valid(path):
+  for arg in ("", ":smoke"):
+    configs.validate(configs.load(f"{path}{arg}"))
+
+
+# ----------------------------------------------------------------------------- bad data
+
+
+def write_image(path: pathlib.Path, pixels: np.ndarray, mode: str | None = None) -> None:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  image = Image.fromarray(pixels)
+  (image.convert(mode) if mode else image).save(path)
+
+
+def first_batch(dataset: str, **spec) -> dict[str, np.ndarray]:
+  spec = data.DataSpec(dataset, **{"image_size": 8, **spec})
+  return next(data.train_batches(spec, global_batch_size=4, seed=0, start_step=0,
+                                 process_index=0, process_count=1))
+
+
+def test_grayscale_and_alpha_images_in_an_rgb_folder_are_converted_and_counted(tmp_path,
+                                                                             caplog):
+  write_image(tmp_path / "train/a/rgb.png", np.full((8, 8, 3), 10, np.uint8))
+  write_image(tmp_path / "train/a/gray.png", np.full((8, 8), 200, np.uint8))
+  write_image(tmp_path / "train/b/rgba.png", np.full((8, 8, 3), 30, np.uint8), mode="RGBA")
+  batch = first_batch(f"folder:{tmp_path}")
+  assert batch["image"].shape == (4, 8, 8, 3)
+  gray = batch["image"][batch["image"][:, 0, 0, 0] > 0]  # The other two are darker.
+  assert len(gray)
+  np.testing.assert_allclose(gray, 200 / 127.5 - 1, atol=1e-6)  # Every channel.
+  assert ("converting 2 of the 3 images of split 'train' to RGB (PIL modes L: 1, RGBA: 1); alpha "
+          "channels are dropped") in caplog.text
+
+
+def test_high_bit_depth_image_is_refused_by_name(tmp_path):
+  write_image(tmp_path / "train/a/ok.png", np.zeros((8, 8), np.uint8))
+  write_image(tmp_path / "train/a/deep.png", np.full((8, 8), 40_000, np.uint16))
+  with pytest.raises(ValueError, match=r"image 'train/a/deep.png' in folder:.* has PIL mode "
+                                       r"'I;16' \(more than 8 bits per channel\)"):
+    data.describe(data.DataSpec(f"folder:{tmp_path}", image_size=8))
+
+
+def test_truncated_image_in_a_tar_gz_reaches_the_trainer_as_a_named_error(tmp_path):
+  noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)
+  buffer = io.BytesIO()
+  Image.fromarray(noise).save(buffer, "JPEG")
+  for i in range(4):
+    write_image(tmp_path / f"images/train/a/{i}.png", noise)
+  jpeg = buffer.getvalue()
+  cut = jpeg.index(b"\xff\xda") + 100  # The whole header, then a little of the scan.
+  (tmp_path / "images/train/a/cut.jpg").write_bytes(jpeg[:cut])
+  archive = tmp_path / "images.tar.gz"
+  with tarfile.open(archive, "w:gz") as tar:
+    tar.add(tmp_path / "images", arcname="images")
+  spec = data.DataSpec(f"folder:{archive}", image_size=8)
+  batches = data.train_batches(spec, global_batch_size=5, seed=0, start_step=0, process_index=0,
+                               process_count=1)
+  with pytest.raises(ValueError, match=r"cannot decode image 'images/train/a/cut.jpg' in "
+                                       r"folder:.*images.tar.gz: image file is truncated"):
+    next(batches)
+
+
+def test_images_of_differing_sizes_are_resized_or_named_if_smaller_than_the_crop(tmp_path):
+  for name, (h, w) in {"wide": (12, 30), "tall": (40, 9), "square": (16, 16)}.items():
+    write_image(tmp_path / f"train/a/{name}.png", np.full((h, w, 3), 60, np.uint8))
+  dataset = f"folder:{tmp_path}"
+  batch = first_batch(dataset)
+  assert batch["image"].shape == (4, 8, 8, 3)
+  np.testing.assert_allclose(batch["image"], 60 / 127.5 - 1, atol=1e-5)
+  assert first_batch(dataset, crop=9)["image"].shape == (4, 8, 8, 3)
+  # Named before any batch is read.
+  with pytest.raises(ValueError, match=r"cannot crop 10x10 from image 'train/a/tall.png' in "
+                                       r"folder:.*, which is 40x9 \(1 of the 3 images"):
+    data.describe(data.DataSpec(dataset, image_size=8, crop=10))
+
+
+class MixedSizes(data.Source):
+  """Two examples, 12x12 and 5x30, of a source that knows their sizes only once read."""
+
+  name = "mixed_sizes"
+  num_examples = 2
+  image_shape = None
+  channels = 1
+  num_classes = 0
+
+  def read(self, indices):
+    (index,) = indices
+    return np.zeros((1, *[(12, 12), (5, 30)][index], 1), np.uint8), np.zeros(1, np.int32)
+
+
+def test_error_inside_tf_data_reaches_the_caller_unwrapped(monkeypatch):
+  monkeypatch.setitem(data.DATASETS, "mixed_sizes", lambda split: MixedSizes())
+  with pytest.raises(ValueError, match=r"cannot crop 8x8 from example 1 of mixed_sizes, which is "
+                                       r"5x30"):
+    first_batch("mixed_sizes", crop=8)
+
+
+def test_empty_folder_split_or_npz_split_is_named(tmp_path):
+  with pytest.raises(ValueError, match="contains no images laid out as <split>/<class>/<image>"):
+    data.describe(data.DataSpec(f"folder:{tmp_path}", image_size=8))
+  write_image(tmp_path / "train/a/0.png", np.zeros((8, 8), np.uint8))
+  with pytest.raises(ValueError, match=r"no images for split 'test' .* splits with images are "
+                                       r"\['train'\]"):
+    data.describe(data.DataSpec(f"folder:{tmp_path}", image_size=8, split="test"))
+  path = tmp_path / "empty.npz"
+  np.savez(path, x_train=np.zeros((0, 8, 8), np.uint8), y_train=np.zeros(0, np.int64))
+  with pytest.raises(ValueError, match=r"split 'train' of npz:.*empty.npz has no examples"):
+    first_batch(f"npz:{path}")
+  with pytest.raises(ValueError, match=r"split 'test' not found in npz:.*; its splits are "
+                                       r"\['train'\]"):
+    data.describe(data.DataSpec(f"npz:{path}", image_size=8, split="test"))
+
+
+@pytest.mark.parametrize("labels", [np.zeros(9), np.zeros((10, 10)), np.full(10, -1)],
+                         ids=["too_few", "one_hot", "negative"])
+def test_npz_labels_that_do_not_match_the_images_are_refused(tmp_path, labels):
+  path = tmp_path / "bad.npz"
+  np.savez(path, x_train=np.zeros((10, 8, 8), np.uint8), y_train=labels)
+  with pytest.raises(ValueError, match=r"y_train must hold one class id >= 0 per image of "
+                                       r"x_train \(10, 8, 8, 1\), got"):
+    data.describe(data.DataSpec(f"npz:{path}", image_size=8))
