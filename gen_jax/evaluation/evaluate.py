@@ -28,6 +28,7 @@ KID_SUBSETS = 100
 IS_SPLITS = 10
 PR_NEIGHBOURS = 3
 DC_NEIGHBOURS = 5
+REFERENCE_SUBSET_SEED = 0
 
 
 def parse_metrics(names: str, valid: tuple[str, ...] = DISTRIBUTION_METRICS) -> tuple[str, ...]:
@@ -67,7 +68,7 @@ def _source_fingerprint(dataset: str) -> list:
 def reference_features(space: features_lib.FeatureSpace, reference: str, num: int,
                        image_shape: tuple[int, int, int], crop: int | None = None,
                        batch_size: int = 250) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-  """Features of the first ``num`` images of a dataset split, cached on disk.
+  """Features of ``num`` images of a dataset split (a fixed random subset), cached on disk.
 
   The images go through the same uint8 quantisation as samples do, at the
   samples' resolution and channel count, so only the distributions differ.
@@ -91,7 +92,9 @@ def reference_features(space: features_lib.FeatureSpace, reference: str, num: in
   info = data.describe(spec)
   protocol = {"reference": reference, "count": min(num, info.num_examples),
               "split_size": info.num_examples, "image_shape": list(image_shape),
-              "crop": crop, "order": "the split's first images, in index order",
+              "crop": crop, "subset": (
+                  "the whole split" if num >= info.num_examples else
+                  f"{num} images drawn without replacement with seed {REFERENCE_SUBSET_SEED}"),
               "resize": "gen_jax.data (central crop, then resize to the samples' size)"}
   key = json.dumps({"features": space.protocol, "reference": protocol,
                     "source": _source_fingerprint(dataset)}, sort_keys=True)
@@ -104,13 +107,18 @@ def reference_features(space: features_lib.FeatureSpace, reference: str, num: in
 
   logging.info("computing %s features of %d images of %s", space.name, protocol["count"],
                reference)
-  chunks = []
+  # A random subset, not the first images: splits are often stored sorted by class.
+  chosen = np.zeros(info.num_examples, bool)
+  chosen[np.random.default_rng(REFERENCE_SUBSET_SEED).permutation(
+      info.num_examples)[:protocol["count"]]] = True
+  chunks, start = [], 0
   for batch in data.eval_batches(spec, batch_size=batch_size):
-    kept = images.to_uint8(batch["image"][batch["mask"]])
-    chunks.append(space.extract(kept))
-    if sum(len(c["pool"]) for c in chunks) >= protocol["count"]:
-      break
-  features = {k: np.concatenate([c[k] for c in chunks])[:protocol["count"]] for k in chunks[0]}
+    real = batch["image"][batch["mask"]]
+    kept = real[chosen[start:start + len(real)]]
+    start += len(real)
+    if len(kept):
+      chunks.append(space.extract(images.to_uint8(kept)))
+  features = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
   path.parent.mkdir(parents=True, exist_ok=True)
   partial = path.with_suffix(".partial.npz")
   np.savez(partial, key=np.array(key), **features)

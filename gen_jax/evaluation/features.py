@@ -215,8 +215,8 @@ def load(spec: str, batch_size: int = 250) -> FeatureSpace:
     batch_size: images per jitted call.
   """
   if not spec:
-    raise ValueError(f"no feature space given; valid feature spaces: classifier:WORKDIR, "
-                     f"vgg16, inception:WEIGHTS")
+    raise ValueError("no feature space given; valid feature spaces: classifier:WORKDIR, "
+                     "vgg16, inception:WEIGHTS")
   name, _, argument = spec.partition(":")
   make = lookup(FEATURE_SPACES, name, "feature space")
   if name == "vgg16":
