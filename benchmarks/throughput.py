@@ -8,6 +8,7 @@ achieved GFLOP/s, and ends with ``img_per_s=<number>`` (train-step images per
 second after compilation, on all local devices).
 """
 
+import os
 import time
 
 import jax
@@ -15,12 +16,14 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from gen_jax import data, methods
+from gen_jax import data, methods, xla_cpu
 from gen_jax.train import parallel, trainer
 
 config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
 flags.DEFINE_integer("steps", 20, "Timed steps after compilation and one warm-up step.")
 flags.DEFINE_integer("channels", None, "Image channels (default: from the dataset name).")
+flags.DEFINE_bool("xla_cpu_defaults", True, "Apply gen_jax.xla_cpu.configure() first, as the "
+                  "gen-jax command does (--noxla_cpu_defaults: JAX's own defaults).")
 FLAGS = flags.FLAGS
 
 GRAYSCALE = ("mnist", "fashion_mnist", "digits")
@@ -28,6 +31,8 @@ GRAYSCALE = ("mnist", "fashion_mnist", "digits")
 
 def main(argv):
   del argv
+  if FLAGS.xla_cpu_defaults:
+    xla_cpu.configure()
   config = FLAGS.config
   channels = FLAGS.channels or config.channels or (1 if config.dataset in GRAYSCALE else 3)
   shape = (config.image_size, config.image_size, channels)
@@ -62,6 +67,7 @@ def main(argv):
 
   print(f"config: {config.model.name}/{config.method.name}, batch {config.batch_size}, "
         f"images {shape}, {jax.device_count()} {jax.devices()[0].platform} device(s)")
+  print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')}")
   print(f"compile_seconds={compile_seconds:.2f}")
   print(f"step_ms={seconds * 1e3:.1f}")
   print(f"flops_per_step={flops:.4g}")

@@ -3,7 +3,7 @@
   gen-jax train  --config experiments/<model>/<dataset>.py[:smoke] --workdir DIR [--config.KEY=VALUE ...]
   gen-jax sample --workdir DIR --num N --out FILE.npz [--grid FILE.png] [--seed S] [--step K]
   gen-jax eval   --workdir DIR --metrics fid,kid,is,pr --num N --reference DATASET:SPLIT
-                 --features classifier:WORKDIR|vgg16|inception:WEIGHTS [--step K] [--seed S]
+                 --features classifier:WORKDIR|vgg16|alexnet|inception:WEIGHTS [--step K] [--seed S]
   gen-jax eval   --samples FILE.npz --metrics ... --reference DATASET:SPLIT --features ...
   gen-jax eval   --samples PAIRS.npz --metrics psnr,ssim,lpips [--y_channel] [--crop_border N]
 
@@ -39,7 +39,8 @@ flags.DEFINE_string("metrics", "fid,kid", "eval: comma-separated fid, kid, is, p
                     "(accuracy for a classifier run).")
 flags.DEFINE_string("reference", None, "eval: DATASET:SPLIT, e.g. mnist:test, npz:PATH:test "
                     "(default: the run's dataset, test split).")
-flags.DEFINE_string("features", None, "eval: classifier:WORKDIR, vgg16 or inception:WEIGHTS.")
+flags.DEFINE_string("features", None,
+                    "eval: classifier:WORKDIR, vgg16, alexnet or inception:WEIGHTS.")
 flags.DEFINE_integer("batch_size", 250, "eval: images per feature-network call.")
 flags.DEFINE_integer("crop_border", 0, "eval psnr/ssim: border pixels cut on every side.")
 flags.DEFINE_bool("y_channel", False, "eval psnr/ssim: on the Y channel of YCbCr (BT.601).")
@@ -114,6 +115,8 @@ def _write_scalars(workdir: str, result: dict) -> None:
 def main(command: str, argv: list[str]) -> None:
   if len(argv) > 1:
     _usage(f"unexpected arguments {argv[1:]}")
+  from gen_jax import xla_cpu
+  xla_cpu.configure()  # Before anything starts the JAX backend.
   if FLAGS.distributed or FLAGS.num_processes:
     from gen_jax.train import parallel
     parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,

@@ -41,7 +41,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval = ml_collections.ConfigDict({
       "every_steps": 0,
       "metrics": "fid,kid",       # any of fid, kid, is, pr (see gen_jax.evaluation)
-      "features": "",             # 'classifier:WORKDIR', 'vgg16', 'inception:WEIGHTS'
+      "features": "",             # 'classifier:WORKDIR', 'vgg16', 'alexnet', 'inception:WEIGHTS'
       "num_samples": 5000,
       "reference": "",            # DATASET:SPLIT; default: the config's dataset, test split
       "batch_size": 250,

