@@ -4,16 +4,18 @@ Two changes, each measured on the DCGAN-on-MNIST train step on a 2-core CPU
 (``benchmarks/throughput.py`` against ``benchmarks/torch_dcgan_reference.py``):
 
 * Convolutions run on XLA's Eigen kernels instead of YNNPACK
-  (``--xla_cpu_experimental_ynn_fusion_type=-individual_convolution``).
-  Every convolution of the DCGAN, VAE and GAN models (forward and gradients,
-  in the forms :mod:`gen_jax.models.layers` emits) ran 1.3-1.4x faster there;
-  the generator's 256->128 5x5 layer on 7x7 maps, 60% of the step's FLOPs,
-  went from ~2x to ~1.3x PyTorch's time. Dots stay on YNNPACK. XLA parses
-  ``XLA_FLAGS`` once, when the backend starts, and aborts on a flag or value
-  it does not know, so the flag is only added for jaxlib versions where it
-  was checked, on CPU-only runs, before the backend exists, and never when
-  the user's ``XLA_FLAGS`` already choose the YNNPACK fusion types (which is
-  also how to opt out, e.g. ``--xla_cpu_experimental_ynn_fusion_type=+dot``).
+  (``--xla_cpu_experimental_ynn_fusion_type=-individual_convolution``; dots
+  stay on YNNPACK). The DCGAN's convolutions, forward and both gradients in
+  the forms :mod:`gen_jax.models.layers` emits, ran 1.2-1.4x faster there
+  (only the tiny 64->1 output layer did not gain); the generator's 256->128
+  5x5 layer on 7x7 maps, 60% of the step's FLOPs, went from ~1.6x to ~1.3x
+  PyTorch's time. XLA reads ``XLA_FLAGS`` once, when the backend starts, and
+  aborts on a flag or value it does not know, so the flag is only added for
+  jaxlib versions where it was checked, on CPU-only runs, before the backend
+  exists, and never when ``XLA_FLAGS`` already choose the YNNPACK fusion
+  types (which is how to opt out, e.g.
+  ``--xla_cpu_experimental_ynn_fusion_type=+individual_convolution`` keeps
+  YNNPACK's defaults).
 * Threefry random bits (dropout masks, latents) are lowered with the five
   rounds unrolled, as JAX does on GPU/TPU. On CPU JAX keeps them in a loop to
   compile faster, but every iteration copies the loop state, so the DCGAN's
@@ -37,14 +39,14 @@ VERIFIED_JAX_VERSIONS = ((0, 10),)
 def configure() -> None:
   """Applies both settings where they are known to be safe; call it first.
 
-  Must run before the first JAX computation (the CLI and the benchmarks call
-  it at start-up); later calls, or calls on other platforms or versions,
-  change nothing that is not safe to change.
+  Must run before the first JAX computation (the ``gen-jax`` command and
+  ``benchmarks/throughput.py`` call it at start-up). Called later, it leaves
+  ``XLA_FLAGS`` alone; the threefry lowering then applies to functions
+  compiled afterwards.
   """
-  new_flags = xla_flags_with_cpu_settings(os.environ.get("XLA_FLAGS", ""),
-                                          _version("jaxlib"))
-  if new_flags != os.environ.get("XLA_FLAGS", "") and _cpu_only() \
-      and not _backend_started():
+  old_flags = os.environ.get("XLA_FLAGS", "")
+  new_flags = xla_flags_with_cpu_settings(old_flags, _version("jaxlib"))
+  if new_flags != old_flags and _cpu_only() and not _backend_started():
     os.environ["XLA_FLAGS"] = new_flags
     logging.info("XLA_FLAGS=%s", new_flags)
   unroll_threefry_on_cpu()
