@@ -1,7 +1,7 @@
 """Train-step throughput of a config on synthetic batches (no dataset needed).
 
   python benchmarks/throughput.py --config experiments/dcgan/mnist.py [--steps 20]
-      [--config.batch_size=128]
+      [--config.batch_size=128] [--noxla_cpu_defaults]
 
 Prints the compile time, the FLOPs of one step from XLA's cost analysis, the
 achieved GFLOP/s, and ends with ``img_per_s=<number>`` (train-step images per
