@@ -34,6 +34,10 @@ flags.DEFINE_string("out", None, "sample: output .npz file; eval --samples: outp
 flags.DEFINE_string("grid", None, "sample: also write a PNG grid of (up to 256) samples.")
 flags.DEFINE_integer("seed", 0, "sample, eval: random seed.")
 flags.DEFINE_integer("step", None, "sample, eval: checkpoint step (default: newest).")
+flags.DEFINE_float("truncation", None, "sample (GANs): truncation trick, z drawn from N(0, I) "
+                   "truncated to [-t, t]; 0 turns it off (default: the config's).")
+flags.DEFINE_string("vary_code", None, "sample (InfoGAN): vary this code (e.g. categorical0, "
+                    "continuous1) along each of --num rows, holding the other latents.")
 flags.DEFINE_string("samples", None, "eval: an .npz of uint8 images made elsewhere.")
 flags.DEFINE_string("metrics", "fid,kid", "eval: comma-separated fid, kid, is, pr "
                     "(accuracy for a classifier run).")
@@ -74,12 +78,19 @@ def _train() -> None:
 def _sample() -> None:
   from gen_jax import images, sample
   _require("sample", "workdir", "out")
-  out = sample.sample(FLAGS.workdir, FLAGS.num or 64, seed=FLAGS.seed, step=FLAGS.step)
+  row_length = None
+  if FLAGS.vary_code:
+    out = sample.vary_code(FLAGS.workdir, FLAGS.vary_code, FLAGS.num or 10, seed=FLAGS.seed,
+                           step=FLAGS.step)
+    row_length = int(out["num_values"])
+  else:
+    out = sample.sample(FLAGS.workdir, FLAGS.num or 64, seed=FLAGS.seed, step=FLAGS.step,
+                        truncation=FLAGS.truncation)
   with open(FLAGS.out, "wb") as f:
     np.savez(f, **out)
   logging.info("wrote %s: images %s", FLAGS.out, out["images"].shape)
   if FLAGS.grid:
-    images.save_png(FLAGS.grid, images.make_grid(out["images"][:256]))
+    images.save_png(FLAGS.grid, images.make_grid(out["images"][:256], row_length))
 
 
 def _eval() -> None:

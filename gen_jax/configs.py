@@ -62,6 +62,13 @@ def adam(learning_rate: float, b1: float = 0.9, b2: float = 0.999) -> ml_collect
        "schedule": "constant", "warmup_steps": 0})
 
 
+def rmsprop(learning_rate: float, decay: float = 0.9) -> ml_collections.ConfigDict:
+  """An optimizer section: RMSProp with a constant learning rate (WGAN's choice)."""
+  return ml_collections.ConfigDict(
+      {"name": "rmsprop", "learning_rate": learning_rate, "decay": decay,
+       "schedule": "constant", "warmup_steps": 0})
+
+
 def parse_args(arg: str | None, valid: tuple[str, ...] = ()) -> set[str]:
   """``get_config``'s argument, e.g. ``'conv,smoke'``, -> the set of words.
 
@@ -78,16 +85,21 @@ def parse_args(arg: str | None, valid: tuple[str, ...] = ()) -> set[str]:
   return words
 
 
-def load(spec: str) -> ml_collections.ConfigDict:
-  """Loads ``'experiments/<model>/<dataset>.py[:ARG]'`` as ``gen-jax --config`` does."""
-  path, _, arg = spec.partition(":")
+def load_module(path: str | pathlib.Path):
+  """Imports an experiment file (``get_config`` and any recipe functions it defines)."""
   path = pathlib.Path(path)
   if not path.is_file():
     raise FileNotFoundError(f"no config file {path}")
   module_spec = importlib.util.spec_from_file_location(f"gen_jax_config_{path.stem}", path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
-  return module.get_config(arg or None)
+  return module
+
+
+def load(spec: str) -> ml_collections.ConfigDict:
+  """Loads ``'experiments/<model>/<dataset>.py[:ARG]'`` as ``gen-jax --config`` does."""
+  path, _, arg = spec.partition(":")
+  return load_module(path).get_config(arg or None)
 
 
 def sibling_config(config_file: str, name: str, arg: str | None) -> ml_collections.ConfigDict:
@@ -97,6 +109,42 @@ def sibling_config(config_file: str, name: str, arg: str | None) -> ml_collectio
   """
   path = pathlib.Path(config_file).with_name(f"{name}.py")
   return load(f"{path}:{arg}" if arg else str(path))
+
+
+def experiment_config(config_file: str, experiment: str,
+                      arg: str | None) -> ml_collections.ConfigDict:
+  """``get_config(arg)`` of ``experiments/<experiment>.py`` (e.g. ``'dcgan/cifar10'``).
+
+  Lets a GAN variant start from the DCGAN networks of the same dataset and
+  change only its method.
+  """
+  path = pathlib.Path(config_file).parents[1] / f"{experiment}.py"
+  return load(f"{path}:{arg}" if arg else str(path))
+
+
+def gan_variant(config_file: str, dataset: str, arg: str | None) -> ml_collections.ConfigDict:
+  """The DCGAN config of ``dataset`` that a GAN variant starts from.
+
+  Under ``quick`` (the MNIST learning tests' recipe) the DCGAN quick networks
+  are halved in width: four times cheaper per step, so that each variant's
+  learning test fits a couple of CPU minutes.
+  """
+  config = experiment_config(config_file, f"dcgan/{dataset}", arg)
+  if parse_args(arg, ("quick",)) & {"quick", "smoke"} == {"quick"}:
+    for network in ("generator", "discriminator"):
+      section = config.model[network]
+      section.features = tuple(width // 2 for width in section.features)
+  return config
+
+
+def sibling_recipe(config_file: str, name: str = "mnist"):
+  """The ``recipe(config, args)`` function of ``name``.py beside ``config_file``.
+
+  A model's MNIST file holds what makes the model (its method, losses and
+  network options); its CIFAR-10 file applies the same recipe to the CIFAR-10
+  networks.
+  """
+  return load_module(pathlib.Path(config_file).with_name(f"{name}.py")).recipe
 
 
 def shrink_for_smoke(config: ml_collections.ConfigDict) -> None:

@@ -1,5 +1,7 @@
 """Sampling from a trained run: ``gen-jax sample``."""
 
+import functools
+
 import jax
 import ml_collections
 import numpy as np
@@ -72,8 +74,13 @@ def generate_images(method, variables, num: int, seed: int = 0, batch_size: int 
 
 
 def sample(workdir: str, num: int, seed: int = 0, step: int | None = None,
-           batch_size: int = 256) -> dict[str, np.ndarray]:
+           batch_size: int = 256, truncation: float | None = None) -> dict[str, np.ndarray]:
   """Draws ``num`` images from the run in ``workdir`` (its EMA network if kept).
+
+  Args:
+    workdir, num, seed, step, batch_size: as the command line's.
+    truncation: for GANs, draw z from the normal truncated to [-t, t] (the
+      truncation trick; 0 turns it off); default the config's ``method.truncation``.
 
   Returns:
     As ``generate_images``.
@@ -81,5 +88,33 @@ def sample(workdir: str, num: int, seed: int = 0, step: int | None = None,
   if num <= 0:
     raise ValueError(f"--num must be positive, got {num}")
   method, state, step = load_run(workdir, step)
+  generate = None
+  if truncation is not None:
+    if not hasattr(method, "truncation"):
+      raise ValueError(f"--truncation applies to GANs; {workdir} trained a "
+                       f"{method.config.method.name!r} model")
+    if truncation < 0:
+      raise ValueError(f"--truncation must be >= 0 (0: off), got {truncation}")
+    generate = jax.jit(functools.partial(method.generate, truncation=truncation))
   logging.info("sampling %d images from step %d of %s", num, step, workdir)
-  return generate_images(method, method.sampling_variables(state), num, seed, batch_size)
+  return generate_images(method, method.sampling_variables(state), num, seed, batch_size,
+                         generate)
+
+
+def vary_code(workdir: str, code: str, num_rows: int, num_values: int = 10, seed: int = 0,
+              step: int | None = None) -> dict[str, np.ndarray]:
+  """InfoGAN's traversal of one latent code (see ``methods.gan.GAN.vary_code``).
+
+  Returns:
+    ``images`` uint8 [num_rows * num_values, H, W, C], row-major (each row
+    holds the other latents, each column one value of ``code``), and
+    ``num_values``, the row length.
+  """
+  method, state, step = load_run(workdir, step)
+  if not hasattr(method, "vary_code"):
+    raise ValueError(f"--vary_code needs an InfoGAN run; {workdir} trained a "
+                     f"{method.config.method.name!r} model")
+  out = method.vary_code(method.sampling_variables(state), jax.random.PRNGKey(seed), code,
+                         num_rows, num_values)
+  row_length = out.shape[0] // num_rows
+  return {"images": images.to_uint8(np.asarray(out)), "num_values": np.asarray(row_length)}

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 # ---- Gaussian statistics and the Fréchet distance.
 
@@ -482,3 +483,23 @@ def ssim(a: jax.Array, b: jax.Array, data_range: float = 255.0, crop_border: int
   ssim_map = ((2 * mean_a * mean_b + c1) * (2 * cov + c2) /
               ((mean_a**2 + mean_b**2 + c1) * (var_a + var_b + c2)))
   return ssim_map.mean(axis=(1, 2, 3))
+
+
+def best_code_accuracy(codes: np.ndarray, classes: np.ndarray, num_values: int,
+                       num_classes: int) -> float:
+  """Accuracy of a categorical code as a classifier after the best matching of values to classes.
+
+  InfoGAN's categorical code is unsupervised, so its values come in an
+  arbitrary order; the Hungarian algorithm finds the one-to-one assignment of
+  code values to classes that agrees with ``classes`` most often.
+
+  Args:
+    codes: int [N] code values.
+    classes: int [N] classes (e.g. a classifier's labels of the images).
+    num_values: values of the code.
+    num_classes: number of classes.
+  """
+  counts = np.zeros((num_values, num_classes), np.int64)
+  np.add.at(counts, (codes, classes), 1)
+  rows, cols = linear_sum_assignment(counts, maximize=True)
+  return float(counts[rows, cols].sum() / len(codes))

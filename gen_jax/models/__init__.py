@@ -3,7 +3,7 @@
 import jax.numpy as jnp
 import ml_collections
 
-from gen_jax.models import classifier, dcgan, gan, vae
+from gen_jax.models import biggan, classifier, dcgan, gan, vae
 from gen_jax.registry import lookup
 
 MODELS = {
@@ -11,6 +11,7 @@ MODELS = {
     "gan": gan.build,
     "dcgan": dcgan.build,
     "vae": vae.build,
+    "biggan": biggan.build,
 }
 
 
@@ -20,7 +21,8 @@ def build(config: ml_collections.ConfigDict, info) -> dict:
   Args:
     config: the config's ``model`` section; ``name`` picks the builder, the
       rest is the builder's.
-    info: a ``gen_jax.data.DatasetInfo`` (its ``image_shape`` sizes the networks).
+    info: a ``gen_jax.data.DatasetInfo``: its ``image_shape`` sizes the networks
+      and its ``num_classes`` sizes conditional ones.
   """
   make = lookup(MODELS, config.name, "model")
-  return make(config, tuple(info.image_shape), jnp.dtype(config.get("compute_dtype", "float32")))
+  return make(config, info, jnp.dtype(config.get("compute_dtype", "float32")))

@@ -12,8 +12,6 @@ import ml_collections
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
-import optax
 
 
 class Classifier(nn.Module):
@@ -55,52 +53,11 @@ class Classifier(nn.Module):
     return (logits, features) if return_features else logits
 
 
-def build(config: ml_collections.ConfigDict, image_shape, dtype) -> dict[str, nn.Module]:
-  """The ``classifier`` network from ``config.num_classes``, ``features``, ``embedding_dim``."""
-  del image_shape  # The network adapts to any input size.
+def build(config: ml_collections.ConfigDict, info, dtype) -> dict[str, nn.Module]:
+  """The ``classifier`` network from ``config.num_classes`` (default: the dataset's),
+  ``features`` and ``embedding_dim``; it adapts to any input size."""
   kwargs = {k: config[k] for k in ("num_classes", "features", "embedding_dim") if k in config}
+  if "num_classes" not in kwargs and info.num_classes:
+    kwargs["num_classes"] = info.num_classes
   return {"classifier": Classifier(dtype=dtype, **kwargs)}
 
-
-def train_classifier(images: np.ndarray, labels: np.ndarray, num_classes: int = 10,
-                     steps: int = 1000, batch_size: int = 128, seed: int = 0):
-  """Trains a ``Classifier`` with Adam on in-memory data.
-
-  Args:
-    images: float32 [N, H, W, C] in [-1, 1].
-    labels: int [N].
-    num_classes: number of classes.
-    steps: Adam steps on random batches.
-    batch_size: examples per step.
-    seed: for initialisation and batch order.
-
-  Returns:
-    ``(model, params)``.
-  """
-  model = Classifier(num_classes)
-  rng = np.random.default_rng(seed)
-  params = model.init(jax.random.PRNGKey(seed), images[:1])["params"]
-  tx = optax.adam(optax.cosine_decay_schedule(2e-3, steps))
-  opt_state = tx.init(params)
-
-  @jax.jit
-  def step(params, opt_state, x, y):
-    def loss_fn(p):
-      logits = model.apply({"params": p}, x)
-      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-    grads = jax.grad(loss_fn)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state
-
-  for _ in range(steps):
-    idx = rng.integers(0, len(images), batch_size)
-    params, opt_state = step(params, opt_state, images[idx], labels[idx].astype(np.int32))
-  return model, params
-
-
-def predict_proba(model: Classifier, params, images: np.ndarray,
-                  batch_size: int = 500) -> np.ndarray:
-  """Class probabilities [N, num_classes] of float images [N, H, W, C] in [-1, 1]."""
-  apply = jax.jit(lambda x: jax.nn.softmax(model.apply({"params": params}, x)))
-  return np.concatenate([np.asarray(apply(images[i:i + batch_size]))
-                         for i in range(0, len(images), batch_size)])

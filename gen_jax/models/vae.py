@@ -6,7 +6,6 @@ The encoder and decoder are the GAN networks of ``gan.py`` (MLP) or
 (Bernoulli) or means (Gaussian).
 """
 
-from typing import Any
 
 import flax.linen as nn
 import jax
@@ -61,7 +60,7 @@ class VAE(nn.Module):
     return jnp.clip(decoded, -1.0, 1.0)
 
 
-def build(config: ml_collections.ConfigDict, image_shape, dtype: Any) -> dict[str, nn.Module]:
+def build(config: ml_collections.ConfigDict, info, dtype) -> dict[str, nn.Module]:
   """A VAE with ``config.architecture`` ``'mlp'`` or ``'conv'``.
 
   ``config.encoder`` and ``config.decoder`` are passed to the networks (see
@@ -77,6 +76,6 @@ def build(config: ml_collections.ConfigDict, image_shape, dtype: Any) -> dict[st
   encoder_cls, decoder_cls = networks[config.architecture]
   encoder = encoder_cls(num_outputs=2 * config.latent_dim, dropout=0.0, dtype=dtype,
                         **config.get("encoder", {}))
-  decoder = decoder_cls(image_shape, output_activation="none", dtype=dtype,
+  decoder = decoder_cls(tuple(info.image_shape), output_activation="none", dtype=dtype,
                         **config.get("decoder", {}))
   return {"vae": VAE(encoder, decoder, config.latent_dim, likelihood)}

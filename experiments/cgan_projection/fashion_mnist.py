@@ -1,0 +1,14 @@
+"""The cgan_projection MNIST config on Fashion-MNIST (same 28x28x1 shape, same recipe).
+
+Run:
+  gen-jax train --config experiments/cgan_projection/fashion_mnist.py --workdir /tmp/cgan_projection_fmnist
+Arguments: ``quick`` and ``smoke`` as for experiments/cgan_projection/mnist.py.
+"""
+
+from gen_jax import configs
+
+
+def get_config(arg=None):
+  config = configs.sibling_config(__file__, "mnist", arg)
+  config.dataset = "fashion_mnist"
+  return config

@@ -1,0 +1,14 @@
+"""The hinge_gan MNIST config on Fashion-MNIST (same 28x28x1 shape, same recipe).
+
+Run:
+  gen-jax train --config experiments/hinge_gan/fashion_mnist.py --workdir /tmp/hinge_gan_fmnist
+Arguments: ``quick`` and ``smoke`` as for experiments/hinge_gan/mnist.py.
+"""
+
+from gen_jax import configs
+
+
+def get_config(arg=None):
+  config = configs.sibling_config(__file__, "mnist", arg)
+  config.dataset = "fashion_mnist"
+  return config

@@ -1,0 +1,26 @@
+"""LSGAN (Mao et al., 2017) on MNIST: least-squares losses on the DCGAN networks.
+
+D minimises ((D(x) - 1)^2 + D(G(z))^2) / 2, G minimises (D(G(z)) - 1)^2 / 2
+(the 0-1 coding); Adam 2e-4, beta1 = 0.5, as the DCGAN config.
+
+Run:
+  gen-jax train --config experiments/lsgan/mnist.py --workdir /tmp/lsgan_mnist
+Offline: add --config.dataset=npz:../shared/datasets/mnist.npz
+Arguments: quick (the learning test's recipe: the DCGAN quick networks at half
+  width, 2000 steps at batch 64, ~2 CPU minutes), smoke.
+Expected: digits after ~2k steps of the quick config.
+"""
+
+from gen_jax import configs
+
+
+def recipe(config, args):
+  """Makes a DCGAN config an LSGAN."""
+  config.method.loss = "least_squares"
+
+
+def get_config(arg=None):
+  args = configs.parse_args(arg, valid=("quick",))
+  config = configs.gan_variant(__file__, "mnist", arg)
+  recipe(config, args)
+  return config

@@ -1,0 +1,14 @@
+"""The wgan MNIST config on Fashion-MNIST (same 28x28x1 shape, same recipe).
+
+Run:
+  gen-jax train --config experiments/wgan/fashion_mnist.py --workdir /tmp/wgan_fmnist
+Arguments: ``quick`` and ``smoke`` as for experiments/wgan/mnist.py.
+"""
+
+from gen_jax import configs
+
+
+def get_config(arg=None):
+  config = configs.sibling_config(__file__, "mnist", arg)
+  config.dataset = "fashion_mnist"
+  return config
