@@ -95,6 +95,11 @@ def test_conditional_generators_use_the_labels(name):
   zeros, ones = jnp.zeros((4,), jnp.int32), jnp.ones((4,), jnp.int32)
   assert not np.allclose(method.generate(variables, rng, zeros),
                          method.generate(variables, rng, ones))
+  paths = " ".join(jax.tree_util.keystr(path) for path, _ in
+                   jax.tree_util.tree_leaves_with_path(variables["params"]))
+  # Class-conditional batch norm: BigGAN's and the projection cGAN's generators.
+  assert ("ConditionalBatchNorm" in paths or "norm_0" in paths) == (
+      name in ("cgan_projection", "biggan"))
 
 
 def test_spectral_norm_state_is_trained_and_checkpointed(npz_factory, tmp_path):

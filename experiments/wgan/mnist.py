@@ -7,8 +7,9 @@ batch_size = 5 * 64), no dropout in the critic (the paper's DCGAN critic).
 Run:
   gen-jax train --config experiments/wgan/mnist.py --workdir /tmp/wgan_mnist
 Offline: add --config.dataset=npz:../shared/datasets/mnist.npz
-Arguments: quick (the learning test's recipe: the DCGAN quick networks, RMSProp
-  2e-4, 1000 generator steps; the paper's 5e-5 needs several times more), smoke.
+Arguments: quick (the learning test's recipe: the DCGAN quick networks at half
+  width, RMSProp 2e-4, 1000 generator steps; the paper's 5e-5 needs several
+  times more), smoke.
 Expected: the logged wasserstein_estimate falls as samples improve; digits
 after a few thousand generator steps.
 """

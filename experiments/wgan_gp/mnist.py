@@ -8,8 +8,8 @@ dropout (the penalty is per example).
 Run:
   gen-jax train --config experiments/wgan_gp/mnist.py --workdir /tmp/wgan_gp_mnist
 Offline: add --config.dataset=npz:../shared/datasets/mnist.npz
-Arguments: quick (the learning test's recipe: DCGAN quick networks, Adam
-  2e-4, 1000 generator steps), smoke.
+Arguments: quick (the learning test's recipe: the DCGAN quick networks at half
+  width, Adam 2e-4, 1000 generator steps), smoke.
 Expected: wasserstein_estimate falls steadily; gradient_penalty stays small;
 digits after ~2k generator steps.
 """

@@ -94,7 +94,7 @@ class ConditionalBatchNorm(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, condition: jax.Array, train: bool = False) -> jax.Array:
-    """x: [B, H, W, C], condition: [B, D] -> [B, H, W, C]."""
+    """x: [B, ..., C], condition: [B, D] -> [B, ..., C]."""
     x = nn.BatchNorm(use_running_average=not train, momentum=self.momentum,
                      epsilon=self.epsilon, use_scale=False, use_bias=False,
                      dtype=self.dtype)(x)
@@ -104,8 +104,10 @@ class ConditionalBatchNorm(nn.Module):
       dense = nn.Dense(channels, use_bias=False, dtype=self.dtype, name=name)
       return maybe_spectral_norm(dense, self.spectral_norm)(condition, train)
 
-    gain, bias = linear("gain"), linear("bias")
-    return x * (1.0 + gain[:, None, None, :]) + bias[:, None, None, :]
+    # [B, C] -> [B, 1, ..., 1, C], to broadcast over the spatial axes of any rank.
+    shape = (x.shape[0],) + (1,) * (x.ndim - 2) + (channels,)
+    gain, bias = linear("gain").reshape(shape), linear("bias").reshape(shape)
+    return x * (1.0 + gain) + bias
 
 
 def label_maps(images: jax.Array, labels: jax.Array, num_classes: int) -> jax.Array:

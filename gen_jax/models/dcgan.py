@@ -28,6 +28,8 @@ class DCGANGenerator(nn.Module):
     image_shape: (H, W, C) of the output; H == W == base_size * prod(strides).
     num_classes: > 0 makes the generator conditional: the one-hot label is
       concatenated to z (Mirza & Osindero, 2014).
+    conditional_batch_norm: with ``num_classes``, the batch norms' gains and
+      biases are also functions of the label (Miyato & Koyama's generator).
     base_size: side of the first feature map.
     features: widths of the projected map and of the hidden layers.
     strides: one per transposed convolution, ``len(features)`` of them.
@@ -43,6 +45,7 @@ class DCGANGenerator(nn.Module):
 
   image_shape: tuple[int, int, int]
   num_classes: int = 0
+  conditional_batch_norm: bool = False
   base_size: int = 4
   features: Sequence[int] = (256, 128, 64)
   strides: Sequence[int] = (2, 2, 2)
@@ -66,7 +69,10 @@ class DCGANGenerator(nn.Module):
     """z: [B, latent_dim], labels: int [B] if conditional -> images [B, H, W, C]."""
 
     def normalise_and_activate(x):
-      if self.batch_norm:
+      if self.batch_norm and self.conditional_batch_norm and self.num_classes:
+        condition = jax.nn.one_hot(labels, self.num_classes, dtype=x.dtype)
+        x = blocks.ConditionalBatchNorm(self.spectral_norm, dtype=self.dtype)(x, condition, train)
+      elif self.batch_norm:
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                          dtype=self.dtype)(x)
       return nn.leaky_relu(x, self.negative_slope)
