@@ -151,13 +151,14 @@ def digit_report(probabilities: np.ndarray, kind: str, targets: np.ndarray | Non
   return report
 
 
-def failed_checks(report: dict, case: Case) -> list[str]:
-  """The names of the figures in ``report`` below their bound; empty when all pass."""
+def failed_checks(report: dict, case: Case, scale: float = 1.0) -> list[str]:
+  """The names of the figures in ``report`` below ``scale`` times their bound."""
   bounds = {"confident_fraction": case.min_confident_fraction,
             "min_class_fraction": MIN_CLASS_FRACTION,
             "class_accuracy": MIN_CLASS_ACCURACY,
             "code_accuracy": MIN_CODE_ACCURACY}
-  return [name for name, bound in bounds.items() if name in report and report[name] < bound]
+  return [name for name, bound in bounds.items()
+          if name in report and report[name] < scale * bound]
 
 
 def domain_metrics(workdir, classifier, dataset: str) -> dict[str, float]:
@@ -212,5 +213,11 @@ def test_learns_mnist(case, shared_datasets, mnist_classifier, mnist_probabiliti
     condition_check = "class_accuracy" if case.kind == "conditional" else "code_accuracy"
     assert condition_check in failed_checks(ignored, case), ignored
   if case.below_bar and failed_checks(trained, case):
+    # Short of the issue's bounds, but it must still clearly have learned: every
+    # digit drawn and the other figures at least half their bound (a generator
+    # that stopped learning, or ignored its condition, fails this).
+    floors = [name for name in failed_checks(trained, case, scale=0.5)
+              if name != "min_class_fraction"]
+    assert not floors and trained["min_class_fraction"] > 0, (floors, trained)
     pytest.xfail(f"{case.below_bar}: {failed_checks(trained, case)} below bound in {trained}")
   assert not failed_checks(trained, case), trained

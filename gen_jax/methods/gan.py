@@ -115,8 +115,8 @@ class GAN(Method):
     labels = latents.labels if self.conditional else None
     return {
         "generator": self.networks["generator"].init(g_rng, latents.z, labels, train=False),
-        "discriminator": self.networks["discriminator"].init(
-            {"params": d_rng, "dropout": d_rng}, images, labels, train=False),
+        "discriminator": self.networks["discriminator"].init(d_rng, images, labels,
+                                                             train=False),
     }
 
   def sample_latents(self, rng: jax.Array, labels: jax.Array,
@@ -158,14 +158,13 @@ class GAN(Method):
     """Discriminator outputs -> (logits [B, 1], auxiliary head [B, A])."""
     return outputs[:, :1], outputs[:, 1:]
 
-  def _auxiliary_losses(self, aux: jax.Array, latents: Latents | None,
-                        labels: jax.Array) -> jax.Array:
-    """ACGAN's class term and InfoGAN's code term on one batch's auxiliary head."""
+  def _auxiliary_losses(self, aux: jax.Array, latents: Latents) -> jax.Array:
+    """ACGAN's class term and InfoGAN's code term on a generated batch's auxiliary head."""
     loss = jnp.zeros((), jnp.float32)
     if self.num_aux_classes:
       loss += self.class_loss_weight * losses.classification_loss(
-          aux[:, :self.num_aux_classes], labels)
-    if latents is not None and self.has_codes:
+          aux[:, :self.num_aux_classes], latents.labels)
+    if self.has_codes:
       loss += self.info_weight * losses.infogan_code_loss(
           aux[:, self.num_aux_classes:], self.categorical_sizes, latents.categorical,
           latents.continuous)
@@ -189,8 +188,7 @@ class GAN(Method):
       fake_out, collections = discriminate(fake, collections, fake_rng)
       real_logits, real_aux = self._split_outputs(real_out)
       fake_logits, fake_aux = self._split_outputs(fake_out)
-      adversarial = self.loss.discriminator(real_logits, fake_logits)
-      loss = adversarial
+      loss = self.loss.discriminator(real_logits, fake_logits)
       terms = {}
 
       def critic(images):
@@ -204,7 +202,7 @@ class GAN(Method):
         loss += 0.5 * self.r1 * terms["r1_penalty"]
       if self.num_aux_classes or self.has_codes:
         # ACGAN classifies real and generated images; InfoGAN's Q sees generated ones.
-        aux_loss = self._auxiliary_losses(fake_aux, latents, latents.labels)
+        aux_loss = self._auxiliary_losses(fake_aux, latents)
         if self.num_aux_classes:
           aux_loss += self.class_loss_weight * losses.classification_loss(
               real_aux[:, :self.num_aux_classes], latents.labels)
@@ -236,9 +234,9 @@ class GAN(Method):
     return self.apply("generator", g_params, state.collections["generator"], latents.z,
                       self._labels_arg(latents.labels))
 
-  def _critic_only_step(self, state: TrainState, inputs) -> tuple[TrainState, Metrics]:
+  def _critic_only_step(self, state: TrainState, real: jax.Array, labels: jax.Array,
+                        rng: jax.Array) -> tuple[TrainState, Metrics]:
     """A discriminator update with its own generated batch (the extra critic steps)."""
-    real, labels, rng = inputs
     latent_rng, d_rng = jax.random.split(rng)
     latents = self.sample_latents(latent_rng, labels)
     fake, g_collections = self._generate_train(state, state.params["generator"], latents)
@@ -266,7 +264,7 @@ class GAN(Method):
     # gradients inside a while loop a layout that runs ~20x slower.
     critic_metrics = []
     for i, rng in enumerate(jax.random.split(keys["critic"], k - 1)):
-      state, step_metrics = self._critic_only_step(state, (reals[i], labels[i], rng))
+      state, step_metrics = self._critic_only_step(state, reals[i], labels[i], rng)
       critic_metrics.append(step_metrics)
 
     latents = self.sample_latents(keys["latent"], labels[-1])
@@ -286,7 +284,7 @@ class GAN(Method):
                           rngs={"dropout": keys["generator_dropout"]})
       logits, aux = self._split_outputs(out)
       adversarial = self.loss.generator(logits)
-      return adversarial + self._auxiliary_losses(aux, latents, latents.labels), adversarial
+      return adversarial + self._auxiliary_losses(aux, latents), adversarial
 
     (g_loss, g_adversarial), image_grads = jax.value_and_grad(
         generator_loss, has_aux=True)(fake)
