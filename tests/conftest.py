@@ -7,6 +7,7 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import fcntl  # noqa: E402
 import pathlib  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
@@ -99,17 +100,29 @@ def mnist_classifier(shared_datasets, tmp_path_factory) -> pathlib.Path:
 
   It judges the samples of the learning tests and is their domain feature
   space (``--features classifier:WORKDIR``); its test accuracy is checked.
+  Trained once per test run: the pytest-xdist workers share it through a lock
+  in their common temporary directory (the first to arrive trains it).
   """
-  workdir = tmp_path_factory.mktemp("classifier_mnist")
-  dataset = f"npz:{shared_datasets / 'mnist.npz'}"
-  start = time.perf_counter()
-  gen_jax("train", f"--config={CLASSIFIER_CONFIG}", f"--workdir={workdir}",
-          f"--config.dataset={dataset}", one_device=True)
-  seconds = time.perf_counter() - start
-  result = gen_jax("eval", f"--workdir={workdir}", "--metrics=accuracy",
-                   f"--reference={dataset}:test", one_device=True)
-  accuracy = float(re.search(r"^accuracy=(\S+)$", result.stdout, re.MULTILINE).group(1))
-  print(f"MNIST classifier: trained in {seconds:.0f} s, test accuracy {accuracy:.4f}")
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    root = root.parent  # shared by all workers of this run
+  workdir = root / "classifier_mnist"
+  with open(root / "classifier_mnist.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    accuracy_file = workdir / "test_accuracy.txt"
+    if not accuracy_file.is_file():
+      shutil.rmtree(workdir, ignore_errors=True)  # what a failed attempt left
+      dataset = f"npz:{shared_datasets / 'mnist.npz'}"
+      start = time.perf_counter()
+      gen_jax("train", f"--config={CLASSIFIER_CONFIG}", f"--workdir={workdir}",
+              f"--config.dataset={dataset}", one_device=True, timeout=3600)
+      seconds = time.perf_counter() - start
+      result = gen_jax("eval", f"--workdir={workdir}", "--metrics=accuracy",
+                       f"--reference={dataset}:test", one_device=True)
+      accuracy = float(re.search(r"^accuracy=(\S+)$", result.stdout, re.MULTILINE).group(1))
+      print(f"MNIST classifier: trained in {seconds:.0f} s, test accuracy {accuracy:.4f}")
+      accuracy_file.write_text(str(accuracy))
+  accuracy = float(accuracy_file.read_text())
   assert accuracy > MIN_CLASSIFIER_ACCURACY, accuracy
   return workdir
 

@@ -86,6 +86,22 @@ def test_bad_critic_settings_fail_clearly(npz_factory):
     methods.build(config, unlabelled)
 
 
+@pytest.mark.parametrize("classify_generated", [True, False])
+def test_acgan_classifier_learns_from_generated_images_only_if_asked(classify_generated):
+  config, _ = build("acgan/mnist", "smoke")
+  config.method.classify_generated = classify_generated
+  method = methods.build(config, DatasetInfo(num_examples=100, image_shape=(28, 28, 1),
+                                             num_classes=10))
+  state = method.init(jax.random.PRNGKey(0))
+  real = jax.random.uniform(jax.random.PRNGKey(1), (8, 28, 28, 1), minval=-1)
+  latents = method.sample_latents(jax.random.PRNGKey(2), jnp.arange(8) % 10)
+  update = jax.jit(method._discriminator_update)
+  aux_losses = [update(state, real, latents, fake, jax.random.PRNGKey(3))[1]["d_aux_loss"]
+                for fake in (jnp.zeros_like(real), real[::-1])]
+  # The class loss sees the generated batch only when the classifier learns from it.
+  assert np.isclose(*aux_losses, rtol=1e-6) != classify_generated
+
+
 @pytest.mark.parametrize("name", ["cgan", "cgan_projection", "acgan", "biggan"])
 def test_conditional_generators_use_the_labels(name):
   _, method = build(f"{name}/mnist", "smoke")

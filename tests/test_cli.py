@@ -1,6 +1,7 @@
 """``gen-jax train`` and ``gen-jax sample`` end to end, in subprocesses."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -22,12 +23,14 @@ def test_train_writes_checkpoints_grid_config_and_logs(trained_workdir):
   assert list(trained_workdir.glob("events.out.tfevents.*"))
 
 
-def test_same_command_resumes(trained_workdir, npz_factory):
-  result = gen_jax("train", f"--config={SMOKE_CONFIG}", f"--workdir={trained_workdir}",
+def test_same_command_resumes(trained_workdir, npz_factory, tmp_path):
+  # A copy: the other tests expect the shared run as it was trained, in any order.
+  workdir = shutil.copytree(trained_workdir, tmp_path / "run")
+  result = gen_jax("train", f"--config={SMOKE_CONFIG}", f"--workdir={workdir}",
                    f"--config.dataset={npz_factory((28, 28, 1))}",
                    "--config.num_train_steps=6")
   assert "starting at step 4 of 6" in result.stderr
-  assert (trained_workdir / "checkpoints" / "6").is_dir()
+  assert (workdir / "checkpoints" / "6").is_dir()
 
 
 def test_sample_writes_npz_and_grid(trained_workdir, tmp_path):

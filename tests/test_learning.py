@@ -35,6 +35,8 @@ MIN_CLASS_FRACTION = 0.02  # every digit makes at least 2% of the confident samp
 MIN_CLASS_ACCURACY = 0.9   # conditional models draw the requested class
 MIN_CODE_ACCURACY = 0.7    # InfoGAN's code, after the best matching of values to classes
 NUM_EVAL_SAMPLES = 5000
+# Seconds; a case trains for 1-10 minutes, longer while other tests share the cores.
+TRAIN_TIMEOUT = 3600
 
 
 class Case(NamedTuple):
@@ -68,7 +70,8 @@ CASES = (
     Case("experiments/wgan_gp/mnist.py:quick", "unconditional", 0.6,
          f"{SMALL_MARGIN} (0.62 confident)"),
     Case("experiments/lsgan/mnist.py:quick", "unconditional", 0.6,
-         "0.59 confident, one digit at 0.5% of the confident samples"),
+         "0.59 confident, one digit at 0.5% of the confident samples (after 3000 "
+         "steps: 0.65, one digit at 1.1%)"),
     Case("experiments/hinge_gan/mnist.py:quick", "unconditional", 0.6,
          "one digit at 0.3% of the confident samples"),
     Case("experiments/sngan/mnist.py:quick", "unconditional", 0.6,
@@ -76,13 +79,14 @@ CASES = (
     Case("experiments/sagan/mnist.py:quick", "unconditional", 0.6,
          f"{SMALL_MARGIN} (0.63 confident)"),
     Case("experiments/cgan/mnist.py:quick", "conditional", 0.6,
-         "79% of samples in the requested class"),
+         "79% of samples in the requested class (88-89% after 3000-4000 steps)"),
     Case("experiments/cgan_projection/mnist.py:quick", "conditional", 0.6),
     Case("experiments/acgan/mnist.py:quick", "conditional", 0.6,
-         "75% of samples in the requested class"),
+         f"{SMALL_MARGIN} (92% of samples in the requested class)"),
     Case("experiments/biggan/mnist.py:quick", "conditional", 0.6),
     Case("experiments/infogan/mnist.py:quick", "infogan", 0.6,
-         "the categorical code matches the digit for 42% of samples"),
+         "the categorical code matches the digit for 42% of samples (31% with the "
+         "networks at full width)"),
 )
 
 
@@ -178,7 +182,7 @@ def test_learns_mnist(case, shared_datasets, mnist_classifier, mnist_probabiliti
   start = time.perf_counter()
   # As a user would run it on this machine: the command line, one CPU device.
   gen_jax("train", f"--config={case.config}", f"--workdir={tmp_path}",
-          f"--config.dataset={dataset}", one_device=True)
+          f"--config.dataset={dataset}", one_device=True, timeout=TRAIN_TIMEOUT)
   seconds = time.perf_counter() - start
 
   method, state, step = sample.load_run(tmp_path)

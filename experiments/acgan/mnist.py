@@ -1,9 +1,14 @@
 """ACGAN (Odena et al., 2017) on MNIST: the discriminator also classifies.
 
 The generator takes [z, one_hot(y)]; the discriminator's trunk feeds a real/
-fake logit and a 10-way class head, trained on real and generated images;
-the generator is also rewarded when its images are classified as requested.
-DCGAN networks and recipe otherwise.
+fake logit and a 10-way class head; the generator is also rewarded when its
+images are classified as requested. DCGAN networks and recipe otherwise.
+
+One change from the paper: the class head learns from real images only
+(method.classify_generated = False). Trained on generated images as well, as
+in the paper, the head and the generator agree on classes that the images do
+not show: in the quick recipe 75% of the samples were of the requested class
+by an independent classifier that way, 92% this way.
 
 Run:
   gen-jax train --config experiments/acgan/mnist.py --workdir /tmp/acgan_mnist
@@ -20,6 +25,7 @@ def recipe(config, args):
   """Makes a DCGAN config an ACGAN."""
   config.model.conditioning = "auxiliary"
   config.method.class_loss_weight = 1.0
+  config.method.classify_generated = False
 
 
 def get_config(arg=None):

@@ -120,9 +120,11 @@ def reference_features(space: features_lib.FeatureSpace, reference: str, num: in
       chunks.append(space.extract(images.to_uint8(kept)))
   features = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
   path.parent.mkdir(parents=True, exist_ok=True)
-  partial = path.with_suffix(".partial.npz")
+  # Per process, so that concurrent evaluations never write into one file; the
+  # rename is atomic, so a killed run never leaves a half-written cache entry.
+  partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npz")
   np.savez(partial, key=np.array(key), **features)
-  partial.replace(path)  # Atomic: a killed run never leaves a half-written cache entry.
+  partial.replace(path)
   return features, protocol
 
 

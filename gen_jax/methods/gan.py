@@ -7,12 +7,16 @@ method, not subclasses:
 * ``method.loss``: a key of ``losses.ADVERSARIAL_LOSSES`` (minimax,
   non_saturating, wasserstein, least_squares, hinge).
 * ``method.critic_steps``: discriminator updates per generator update (5 for
-  WGAN and WGAN-GP), run by ``lax.scan`` inside the one jitted step.
+  WGAN and WGAN-GP), traced one after another into the one jitted step
+  (docs/design.md says why not ``lax.scan``).
 * ``method.weight_clip`` (WGAN), ``method.gradient_penalty`` (WGAN-GP's
   lambda), ``method.r1`` (R1's gamma), ``method.orthogonal_regularization``
   (BigGAN's beta, on the generator).
 * ``model.conditioning``: 'concat' or 'projection' (cGAN), 'auxiliary'
   (ACGAN, weighted by ``method.class_loss_weight``); the networks take it.
+  ACGAN's discriminator learns to classify generated images too, as in the
+  paper, unless ``method.classify_generated`` is False: then its classifier
+  learns from real images only, and the generator cannot meet it halfway.
 * ``model.codes``: InfoGAN's latent codes, ``{'categorical': (10,),
   'continuous': 2}``; the discriminator gets a Q head and both players the
   mutual-information term, weighted by ``method.info_weight``.
@@ -80,6 +84,7 @@ class GAN(Method):
     self.r1 = method.get("r1", 0.0)
     self.orthogonal_regularization = method.get("orthogonal_regularization", 0.0)
     self.class_loss_weight = method.get("class_loss_weight", 1.0)
+    self.classify_generated = method.get("classify_generated", True)
     self.info_weight = method.get("info_weight", 1.0)
     self.truncation = method.get("truncation", 0.0)
     conditioning = config.model.get("conditioning", "none")
@@ -158,10 +163,12 @@ class GAN(Method):
     """Discriminator outputs -> (logits [B, 1], auxiliary head [B, A])."""
     return outputs[:, :1], outputs[:, 1:]
 
-  def _auxiliary_losses(self, aux: jax.Array, latents: Latents) -> jax.Array:
-    """ACGAN's class term and InfoGAN's code term on a generated batch's auxiliary head."""
+  def _auxiliary_losses(self, aux: jax.Array, latents: Latents,
+                        with_classes: bool = True) -> jax.Array:
+    """ACGAN's class term (if ``with_classes``) and InfoGAN's code term on a
+    generated batch's auxiliary head."""
     loss = jnp.zeros((), jnp.float32)
-    if self.num_aux_classes:
+    if self.num_aux_classes and with_classes:
       loss += self.class_loss_weight * losses.classification_loss(
           aux[:, :self.num_aux_classes], latents.labels)
     if self.has_codes:
@@ -201,8 +208,9 @@ class GAN(Method):
         terms["r1_penalty"] = losses.r1_penalty(critic, real)
         loss += 0.5 * self.r1 * terms["r1_penalty"]
       if self.num_aux_classes or self.has_codes:
-        # ACGAN classifies real and generated images; InfoGAN's Q sees generated ones.
-        aux_loss = self._auxiliary_losses(fake_aux, latents)
+        # ACGAN classifies real images, and generated ones unless classify_generated
+        # is off; InfoGAN's Q sees generated ones.
+        aux_loss = self._auxiliary_losses(fake_aux, latents, self.classify_generated)
         if self.num_aux_classes:
           aux_loss += self.class_loss_weight * losses.classification_loss(
               real_aux[:, :self.num_aux_classes], latents.labels)
