@@ -8,39 +8,69 @@ import numpy as np
 from absl import logging
 
 from gen_jax import data, images, methods
-from gen_jax.train.checkpoint import Checkpoints, abstract_with_sharding
+from gen_jax.train.checkpoint import Checkpoints, abstract_with_sharding, error_summary
 from gen_jax.train.trainer import grid_labels
 
 
 def load_run(workdir: str, step: int | None = None):
   """Restores a run's method and state from its checkpoints, without its dataset.
 
+  Without ``step``, the newest checkpoint that restores: one that cannot be
+  read (say, a save cut short) is passed over with a warning naming it, and
+  left where it is (this is read-only; ``gen-jax train`` moves such
+  checkpoints aside when it resumes).
+
   Args:
     workdir: the run's directory.
-    step: a checkpoint step; default the newest.
+    step: a checkpoint step; default the newest that restores.
 
   Returns:
     ``(method, state, step)``.
+
+  Raises:
+    FileNotFoundError: no checkpoints.
+    ValueError: no checkpoint of ``step``.
+    RuntimeError: none of the tried checkpoints restores; names each error.
   """
   checkpoints = Checkpoints(workdir, read_only=True)
   steps = checkpoints.all_steps()
   if not steps:
     raise FileNotFoundError(f"no checkpoints in {checkpoints.directory}; train first with "
                             f"gen-jax train --workdir {workdir}")
-  step = max(steps) if step is None else step
-  if step not in steps:
+  if step is not None and step not in steps:
     raise ValueError(f"no checkpoint for step {step} in {checkpoints.directory}; "
                      f"available steps: {sorted(steps)}")
-  meta = checkpoints.meta(step)
-  config = ml_collections.ConfigDict(meta["config"])
-  info = data.DatasetInfo(**{**meta["data_info"],
-                             "image_shape": tuple(meta["data_info"]["image_shape"])})
-  method = methods.build(config, info)
-  abstract = jax.eval_shape(method.init, jax.random.PRNGKey(0))
-  sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  state = checkpoints.restore(step, abstract_with_sharding(abstract, sharding))
-  checkpoints.close()
-  return method, state, step
+  failures = []
+  try:
+    for candidate in [step] if step is not None else sorted(steps, reverse=True):
+      try:
+        meta = checkpoints.meta(candidate)
+      except Exception as e:  # noqa: BLE001 - Orbax and TensorStore raise many types.
+        failures.append((candidate, e))
+        continue
+      config = ml_collections.ConfigDict(meta["config"])
+      info = data.DatasetInfo(**{**meta["data_info"],
+                                 "image_shape": tuple(meta["data_info"]["image_shape"])})
+      method = methods.build(config, info)
+      abstract = jax.eval_shape(method.init, jax.random.PRNGKey(0))
+      sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+      try:
+        state = checkpoints.restore(candidate, abstract_with_sharding(abstract, sharding))
+      except Exception as e:  # noqa: BLE001
+        failures.append((candidate, e))
+        continue
+      if failures:
+        logging.warning("using checkpoint %d of %s: the newer checkpoint(s) %s cannot be "
+                        "restored (%s)", candidate, checkpoints.directory,
+                        ", ".join(str(s) for s, _ in failures),
+                        "; ".join(error_summary(e) for _, e in failures))
+      return method, state, candidate
+  finally:
+    checkpoints.close()
+  tried = "; ".join(f"step {s}: {error_summary(e)}" for s, e in failures)
+  raise RuntimeError(f"no checkpoint in {checkpoints.directory} can be restored; tried {tried}"
+                     + (f". Other steps: {sorted(set(steps) - {step})}" if step is not None
+                        else ""))
 
 
 def generate_images(method, variables, num: int, seed: int = 0, batch_size: int = 256,

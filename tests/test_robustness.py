@@ -10,6 +10,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +24,7 @@ from PIL import Image
 from conftest import EXPERIMENTS, ROOT, SMOKE_CONFIG, gen_jax, smoke_run
 from gen_jax import configs, data, sample
 from gen_jax.train import workdir_lock
+from test_preemption import damage
 
 # ----------------------------------------------------------------------------- workdir lock
 
@@ -134,6 +136,17 @@ def test_train_refuses_a_workdir_in_use(trained_workdir, npz_factory):
     holder.wait()
   assert result.returncode != 0
   assert f"in use by another training run (pid {holder.pid}" in result.stderr
+
+
+def test_sampling_passes_over_a_damaged_newest_checkpoint(trained_workdir, tmp_path, caplog):
+  workdir = shutil.copytree(trained_workdir, tmp_path / "run")
+  damage(workdir / "checkpoints" / "4", "truncate")
+  _, _, step = sample.load_run(workdir)
+  assert step == 2
+  assert "using checkpoint 2" in caplog.text and "checkpoint(s) 4 cannot be restored" in caplog.text
+  assert (workdir / "checkpoints" / "4").is_dir()  # Read-only: left where it was.
+  with pytest.raises(RuntimeError, match=r"can be restored; tried step 4: .*Other steps: \[2\]"):
+    sample.load_run(workdir, step=4)
 
 
 # ----------------------------------------------------------------------------- config values

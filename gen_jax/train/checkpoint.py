@@ -145,7 +145,7 @@ class Checkpoints:
       if not _on_every_process(error is None):
         error = error or RuntimeError("another process of the run could not restore it")
         logging.warning("checkpoint %d in %s cannot be restored (%s); trying an older one",
-                        step, self.directory, _summary(error))
+                        step, self.directory, error_summary(error))
         failures.append((step, error))
         continue
       if failures:
@@ -156,7 +156,7 @@ class Checkpoints:
                         ", ".join(map(str, moved)))
       return step, state, meta
     if failures:
-      tried = "; ".join(f"step {step}: {_summary(error)}" for step, error in failures)
+      tried = "; ".join(f"step {step}: {error_summary(error)}" for step, error in failures)
       raise RuntimeError(
           f"no checkpoint in {self.directory} can be restored; tried {tried}. They are left "
           f"in place. If they are damaged, move them out of the way (e.g. to "
@@ -232,7 +232,7 @@ def _on_every_process(ok: bool) -> bool:
   return bool(np.all(multihost_utils.process_allgather(np.int32(ok))))
 
 
-def _summary(error: Exception) -> str:
+def error_summary(error: Exception) -> str:
   """``'Type: message'`` of an error, without the spec that TensorStore's errors append."""
   message = str(error).strip().split(" See full TensorStore details", 1)[0]
   lines = message.splitlines()
