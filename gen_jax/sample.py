@@ -8,7 +8,7 @@ import numpy as np
 from absl import logging
 
 from gen_jax import data, images, methods
-from gen_jax.train.checkpoint import Checkpoints, abstract_with_sharding, error_summary
+from gen_jax.train.checkpoint import Checkpoints, abstract_with_sharding
 from gen_jax.train.trainer import grid_labels
 
 
@@ -40,37 +40,25 @@ def load_run(workdir: str, step: int | None = None):
   if step is not None and step not in steps:
     raise ValueError(f"no checkpoint for step {step} in {checkpoints.directory}; "
                      f"available steps: {sorted(steps)}")
-  failures = []
+  sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
+  def abstract_state(meta):
+    abstract = jax.eval_shape(method_of(meta).init, jax.random.PRNGKey(0))
+    return abstract_with_sharding(abstract, sharding)
+
   try:
-    for candidate in [step] if step is not None else sorted(steps, reverse=True):
-      try:
-        meta = checkpoints.meta(candidate)
-      except Exception as e:  # noqa: BLE001 - Orbax and TensorStore raise many types.
-        failures.append((candidate, e))
-        continue
-      config = ml_collections.ConfigDict(meta["config"])
-      info = data.DatasetInfo(**{**meta["data_info"],
-                                 "image_shape": tuple(meta["data_info"]["image_shape"])})
-      method = methods.build(config, info)
-      abstract = jax.eval_shape(method.init, jax.random.PRNGKey(0))
-      sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-      try:
-        state = checkpoints.restore(candidate, abstract_with_sharding(abstract, sharding))
-      except Exception as e:  # noqa: BLE001
-        failures.append((candidate, e))
-        continue
-      if failures:
-        logging.warning("using checkpoint %d of %s: the newer checkpoint(s) %s cannot be "
-                        "restored (%s)", candidate, checkpoints.directory,
-                        ", ".join(str(s) for s, _ in failures),
-                        "; ".join(error_summary(e) for _, e in failures))
-      return method, state, candidate
+    step, state, meta = checkpoints.restore_newest(
+        abstract_state, steps=None if step is None else [step])
   finally:
     checkpoints.close()
-  tried = "; ".join(f"step {s}: {error_summary(e)}" for s, e in failures)
-  raise RuntimeError(f"no checkpoint in {checkpoints.directory} can be restored; tried {tried}"
-                     + (f". Other steps: {sorted(set(steps) - {step})}" if step is not None
-                        else ""))
+  return method_of(meta), state, step
+
+
+def method_of(meta: dict) -> methods.Method:
+  """The method that a checkpoint's ``meta`` (its config and data shape) describes."""
+  info = data.DatasetInfo(**{**meta["data_info"],
+                             "image_shape": tuple(meta["data_info"]["image_shape"])})
+  return methods.build(ml_collections.ConfigDict(meta["config"]), info)
 
 
 def generate_images(method, variables, num: int, seed: int = 0, batch_size: int = 256,

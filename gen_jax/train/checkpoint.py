@@ -52,6 +52,7 @@ class Checkpoints:
   def __init__(self, workdir: str, max_to_keep: int | None = None, read_only: bool = False,
                best_metric: str = "", keep_best: int = 1):
     self.directory = epath.Path(workdir) / "checkpoints"
+    self.read_only = read_only
     self.best_metric = best_metric
     # A writer deletes the temporary directories of saves that a kill interrupted;
     # the workdir lock guarantees that no other run is saving into them.
@@ -106,20 +107,26 @@ class Checkpoints:
     args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
     return self.manager.restore(step, args=args)["state"]
 
-  def restore_newest(self, abstract_state: Any, config: ml_collections.ConfigDict
-                     ) -> tuple[int, Any, dict[str, Any]] | None:
+  def restore_newest(self, abstract_state: Any,
+                     config: ml_collections.ConfigDict | None = None,
+                     steps: list[int] | None = None) -> tuple[int, Any, dict[str, Any]] | None:
     """The newest checkpoint that restores, falling back to older ones.
 
     A checkpoint that cannot be read (truncated or missing files) is passed over
     with a warning naming its step. Once an older one restores, the unreadable
     ones are moved to ``WORKDIR/checkpoints_corrupt/<step>`` (kept for
-    inspection, out of the way of later saves). When none restores, nothing
-    is moved: a failure common to all (say, code that changed the state's
-    structure) must not empty the workdir.
+    inspection, out of the way of later saves), unless this is read-only: then
+    they stay where they are. When none restores, nothing is moved: a failure
+    common to all (say, code that changed the state's structure) must not empty
+    the workdir.
 
     Args:
-      abstract_state: shapes and shardings to restore into.
-      config: the run's config; checked against each checkpoint's model.
+      abstract_state: shapes and shardings to restore into, or a function of a
+        checkpoint's ``meta`` that gives them (a reader that builds the model
+        from the checkpoint's own config).
+      config: the run's config, checked against each checkpoint's model; None
+        for a reader.
+      steps: the steps to try; default all.
 
     Returns:
       ``(step, state, meta)``, or None when there are no checkpoints.
@@ -129,7 +136,7 @@ class Checkpoints:
       RuntimeError: there are checkpoints but none restores; lists each error.
     """
     failures = []
-    for step in sorted(self.all_steps(), reverse=True):
+    for step in sorted(self.all_steps() if steps is None else steps, reverse=True):
       error = None
       try:
         meta = self.meta(step)
@@ -137,31 +144,40 @@ class Checkpoints:
       except Exception as e:  # noqa: BLE001 - Orbax and TensorStore raise many types.
         error = e
       if error is None:
-        self.check_same_model(step, config, saved_config)
+        if config is not None:
+          self.check_same_model(step, config, saved_config)
+        abstract = abstract_state(meta) if callable(abstract_state) else abstract_state
         try:
-          state = self.restore(step, abstract_state)
+          state = self.restore(step, abstract)
         except Exception as e:  # noqa: BLE001
           error = e
       if not _on_every_process(error is None):
         error = error or RuntimeError("another process of the run could not restore it")
         logging.warning("checkpoint %d in %s cannot be restored (%s); trying an older one",
-                        step, self.directory, error_summary(error))
+                        step, self.directory, _summary(error))
         failures.append((step, error))
         continue
-      if failures:
+      if failures and not self.read_only:
         moved = self._move_aside([failed for failed, _ in failures])
         logging.warning("resuming from checkpoint %d: the newer checkpoint(s) %s could not be "
                         "restored and were moved to %s", step,
                         ", ".join(str(failed) for failed, _ in failures),
                         ", ".join(map(str, moved)))
+      elif failures:
+        logging.warning("using checkpoint %d of %s: the newer checkpoint(s) %s cannot be "
+                        "restored and are left in place", step, self.directory,
+                        ", ".join(str(failed) for failed, _ in failures))
       return step, state, meta
     if failures:
-      tried = "; ".join(f"step {step}: {error_summary(error)}" for step, error in failures)
+      tried = "; ".join(f"step {step}: {_summary(error)}" for step, error in failures)
+      others = sorted(set(self.all_steps()) - {step for step, _ in failures})
       raise RuntimeError(
-          f"no checkpoint in {self.directory} can be restored; tried {tried}. They are left "
-          f"in place. If they are damaged, move them out of the way (e.g. to "
-          f"{self.directory.parent / CORRUPT_DIR}) to start from scratch, or train in another "
-          f"--workdir.")
+          f"no checkpoint in {self.directory} can be restored; tried {tried}"
+          + (f". Other steps: {others}" if others else "")
+          + ("" if self.read_only else
+             f". They are left in place. If they are damaged, move them out of the way (e.g. "
+             f"to {self.directory.parent / CORRUPT_DIR}) to start from scratch, or train in "
+             f"another --workdir."))
     return None
 
   def _move_aside(self, steps: list[int]) -> list[epath.Path]:
@@ -232,7 +248,7 @@ def _on_every_process(ok: bool) -> bool:
   return bool(np.all(multihost_utils.process_allgather(np.int32(ok))))
 
 
-def error_summary(error: Exception) -> str:
+def _summary(error: Exception) -> str:
   """``'Type: message'`` of an error, without the spec that TensorStore's errors append."""
   message = str(error).strip().split(" See full TensorStore details", 1)[0]
   lines = message.splitlines()
