@@ -70,8 +70,7 @@ CASES = (
     Case("experiments/dcgan/mnist.py:quick", "unconditional", 0.6),
     Case("experiments/wgan/mnist.py:quick", "unconditional", 0.6,
          f"{SMALL_MARGIN} (0.63 confident, one digit at 2.4%)"),
-    Case("experiments/wgan_gp/mnist.py:quick", "unconditional", 0.6,
-         f"{SMALL_MARGIN} (0.62 confident)"),
+    Case("experiments/wgan_gp/mnist.py:quick", "unconditional", 0.6),
     Case("experiments/lsgan/mnist.py:quick", "unconditional", 0.6),
     Case("experiments/hinge_gan/mnist.py:quick", "unconditional", 0.6),
     Case("experiments/sngan/mnist.py:quick", "unconditional", 0.6),
@@ -84,7 +83,8 @@ CASES = (
          f"{SMALL_MARGIN} (92% of samples in the requested class)"),
     Case("experiments/infogan/mnist.py:quick", "infogan", 0.6,
          "the categorical code matches the digit for 42% of samples (31% with the "
-         "networks at full width)"),
+         "networks at full width, 17-53% with other learning rates, a uniform z or "
+         "other code weights)"),
 )
 
 

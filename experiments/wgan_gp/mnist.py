@@ -9,7 +9,9 @@ Run:
   gen-jax train --config experiments/wgan_gp/mnist.py --workdir /tmp/wgan_gp_mnist
 Offline: add --config.dataset=npz:../shared/datasets/mnist.npz
 Arguments: quick (the learning test's recipe: the DCGAN quick networks at half
-  width, Adam 2e-4, 1000 generator steps), smoke.
+  width, 1000 generator steps, Adam 2e-4 for the critic and 1e-3 for the
+  generator; with 2e-4 for both, 62% of samples were clearly digits, against
+  73%), smoke.
 Expected: wasserstein_estimate falls steadily; gradient_penalty stays small;
 digits after ~2k generator steps.
 """
@@ -29,6 +31,7 @@ def recipe(config, args):
   config.optimizers.discriminator = configs.adam(learning_rate, b1=0.0, b2=0.9)
   if "quick" in args:
     config.num_train_steps = 1000
+    config.optimizers.generator.learning_rate = configs.QUICK_GENERATOR_LEARNING_RATE
 
 
 def get_config(arg=None):
