@@ -11,7 +11,7 @@ Offline: add --config.dataset=npz:../shared/datasets/mnist.npz
 Arguments: quick (the learning test's recipe: the DCGAN quick networks at half
   width, 1000 generator steps, Adam 2e-4 for the critic and 1e-3 for the
   generator; with 2e-4 for both, 62% of samples were clearly digits, against
-  73%), smoke.
+  71%), smoke.
 Expected: wasserstein_estimate falls steadily; gradient_penalty stays small;
 digits after ~2k generator steps.
 """
