@@ -126,8 +126,9 @@ def experiment_config(config_file: str, experiment: str,
 # (1e-3 against 2e-4, the InfoGAN paper's pair): on the half-width networks it took
 # the cGAN from 79% to 92% of samples in the requested class after 2000 steps, the
 # hinge GAN, LSGAN and SNGAN from one digit at under 1% of the samples to every
-# digit at 6% or more, WGAN from 54% to 61% of samples clearly digits and WGAN-GP
-# from 62% to 71% (tests/test_learning.py; the README's GAN table).
+# digit at 6% or more, WGAN from 54% to 61% of samples clearly digits (after 1000
+# generator steps) and WGAN-GP from 62% to 71% (tests/test_learning.py; the README's
+# GAN table).
 QUICK_GENERATOR_LEARNING_RATE = 1e-3
 
 

@@ -68,9 +68,7 @@ SMALL_MARGIN = "met the bounds here with little margin"
 CASES = (
     Case("experiments/biggan/mnist.py:quick", "conditional", 0.6),
     Case("experiments/dcgan/mnist.py:quick", "unconditional", 0.6),
-    Case("experiments/wgan/mnist.py:quick", "unconditional", 0.6,
-         "one digit at 1.8% of the confident samples (0.61 confident) after 1000 "
-         "generator steps"),
+    Case("experiments/wgan/mnist.py:quick", "unconditional", 0.6),
     Case("experiments/wgan_gp/mnist.py:quick", "unconditional", 0.6),
     Case("experiments/lsgan/mnist.py:quick", "unconditional", 0.6),
     Case("experiments/hinge_gan/mnist.py:quick", "unconditional", 0.6),
