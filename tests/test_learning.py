@@ -63,8 +63,8 @@ class Case(NamedTuple):
 # Shortfalls measured on this project's 2-core machine (one CPU device), 2026-11-24,
 # against the bounds below; the README's GAN table has every case's figures.
 SMALL_MARGIN = "met the bounds here with little margin"
-# The longest first (BigGAN trains about 10 minutes), so that the test workers
-# share the rest and finish together.
+# The longest first (BigGAN trains 10-16 minutes, alone or beside the other
+# worker), so that the test workers share the rest and finish together.
 CASES = (
     Case("experiments/biggan/mnist.py:quick", "conditional", 0.6),
     Case("experiments/dcgan/mnist.py:quick", "unconditional", 0.6),
