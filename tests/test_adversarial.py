@@ -156,6 +156,33 @@ def test_truncation_bounds_the_latents():
       jax.random.PRNGKey(0), jnp.zeros((512,), jnp.int32)).z).max()) > 2.0
 
 
+def test_uniform_latent_prior_and_its_truncation():
+  config, method = build("infogan/mnist", "smoke")
+  assert config.method.latent_prior == "uniform"
+  labels = jnp.zeros((512,), jnp.int32)
+  z = method.sample_latents(jax.random.PRNGKey(0), labels).z[:, :method.latent_dim]
+  assert 0.95 < float(jnp.abs(z).max()) <= 1.0
+  assert abs(float(z.mean())) < 0.05
+  z = method.sample_latents(jax.random.PRNGKey(0), labels, 0.5).z[:, :method.latent_dim]
+  assert 0.45 < float(jnp.abs(z).max()) <= 0.5
+  config.method.latent_prior = "laplace"
+  with pytest.raises(ValueError, match="unknown latent prior 'laplace'; valid latent "
+                                       "priors: normal, uniform"):
+    methods.build(config, DatasetInfo(num_examples=100, image_shape=(28, 28, 1),
+                                      num_classes=10))
+
+
+def test_infogan_has_the_papers_fully_connected_layers():
+  """1024 units between the codes and the first feature map, and between the
+  discriminator's trunk and its heads (Chen et al., 2016, MNIST)."""
+  _, method = build("infogan/mnist")
+  params = jax.eval_shape(method.init, jax.random.PRNGKey(0)).params
+  g_kernels = [p.shape for p in jax.tree.leaves(params["generator"]) if p.ndim == 2]
+  d_kernels = [p.shape for p in jax.tree.leaves(params["discriminator"]) if p.ndim == 2]
+  assert (62 + 10 + 2, 1024) in g_kernels
+  assert (7 * 7 * 128, 1024) in d_kernels and (1024, 1) in d_kernels
+
+
 def test_infogan_vary_code_holds_the_other_latents():
   _, method = build("infogan/mnist", "smoke")
   variables = method.sampling_variables(method.init(jax.random.PRNGKey(0)))

@@ -81,9 +81,7 @@ CASES = (
     Case("experiments/acgan/mnist.py:quick", "conditional", 0.6,
          f"{SMALL_MARGIN} (92% of samples in the requested class)"),
     Case("experiments/infogan/mnist.py:quick", "infogan", 0.6,
-         "the categorical code matches the digit for 42% of samples (31% with the "
-         "networks at full width, 17-53% with other learning rates, a uniform z or "
-         "other code weights)"),
+         f"{SMALL_MARGIN} (the code matched the digit for 72-86% of samples in four seeds)"),
 )
 
 

@@ -21,6 +21,8 @@ method, not subclasses:
   'continuous': 2}``; the discriminator gets a Q head and both players the
   mutual-information term, weighted by ``method.info_weight``.
 * ``method.truncation``: the truncation trick at sampling (BigGAN).
+* ``method.latent_prior``: z's prior, a key of ``LATENT_PRIORS``: 'normal'
+  N(0, I) (default) or 'uniform' U(-1, 1) (the InfoGAN paper's noise).
 """
 
 from typing import Any, NamedTuple
@@ -36,6 +38,22 @@ from gen_jax.train.state import TrainState, apply_gradients
 
 # Losses whose discriminator output is a logit of "real".
 LOGISTIC_LOSSES = ("minimax", "non_saturating")
+
+
+def _normal_latents(rng: jax.Array, shape: tuple[int, ...], truncation: float) -> jax.Array:
+  if truncation > 0:
+    return jax.random.truncated_normal(rng, -truncation, truncation, shape)
+  return jax.random.normal(rng, shape)
+
+
+def _uniform_latents(rng: jax.Array, shape: tuple[int, ...], truncation: float) -> jax.Array:
+  bound = min(truncation, 1.0) if truncation > 0 else 1.0
+  return jax.random.uniform(rng, shape, minval=-bound, maxval=bound)
+
+
+# z's priors: ``draw(rng, shape, truncation)``, with ``truncation`` > 0 the
+# prior restricted to [-truncation, truncation].
+LATENT_PRIORS = {"normal": _normal_latents, "uniform": _uniform_latents}
 
 
 class Latents(NamedTuple):
@@ -87,6 +105,8 @@ class GAN(Method):
     self.classify_generated = method.get("classify_generated", True)
     self.info_weight = method.get("info_weight", 1.0)
     self.truncation = method.get("truncation", 0.0)
+    self.draw_latents = lookup(LATENT_PRIORS, method.get("latent_prior", "normal"),
+                               "latent prior")
     conditioning = config.model.get("conditioning", "none")
     self.conditional = conditioning != "none"
     self.num_aux_classes = info.num_classes if conditioning == "auxiliary" else 0
@@ -131,16 +151,13 @@ class GAN(Method):
     Args:
       rng: PRNG key.
       labels: int [B].
-      truncation: > 0 draws z from N(0, I) truncated to [-t, t] (the
+      truncation: > 0 draws z from its prior restricted to [-t, t] (the
         truncation trick); InfoGAN's codes are drawn from their priors:
         uniform categorical, continuous U(-1, 1).
     """
     num = labels.shape[0]
     z_rng, code_rng = jax.random.split(rng)
-    if truncation > 0:
-      z = jax.random.truncated_normal(z_rng, -truncation, truncation, (num, self.latent_dim))
-    else:
-      z = jax.random.normal(z_rng, (num, self.latent_dim))
+    z = self.draw_latents(z_rng, (num, self.latent_dim), truncation)
     code_rngs = jax.random.split(code_rng, len(self.categorical_sizes) + 1)
     categorical = [jax.random.randint(k, (num,), 0, size)
                    for k, size in zip(code_rngs, self.categorical_sizes)]

@@ -19,7 +19,9 @@ from gen_jax.models import blocks, layers
 class DCGANGenerator(nn.Module):
   """Projects a latent to a small feature map, then upsamples by transposed convolutions.
 
-  Layers: Dense to ``base_size**2 * features[0]`` (no bias), BN, activation;
+  Layers: optionally a hidden Dense of ``dense_hidden`` units, BN, activation
+  (the InfoGAN paper's MNIST generator); Dense to ``base_size**2 *
+  features[0]`` (no bias), BN, activation;
   then for each later width a stride-``s`` transposed convolution (no bias),
   BN, activation; then a transposed convolution to the image channels and
   ``output_activation``. The output side is ``base_size * prod(strides)``.
@@ -40,6 +42,9 @@ class DCGANGenerator(nn.Module):
       block is inserted (SAGAN); 0 for none.
     negative_slope: of the leaky ReLUs (0 gives the paper's ReLU).
     output_activation: a key of ``layers.OUTPUT_ACTIVATIONS``.
+    dense_hidden: width of a hidden fully connected layer before the
+      projection, 0 for none. InfoGAN's MNIST generator has 1024: its codes
+      then pass a nonlinearity before they shape the first feature map.
     dtype: computation dtype; parameters stay float32.
   """
 
@@ -55,6 +60,7 @@ class DCGANGenerator(nn.Module):
   attention_at: int = 0
   negative_slope: float = 0.2
   output_activation: str = "tanh"
+  dense_hidden: int = 0
   dtype: Any = jnp.float32
 
   def __post_init__(self):
@@ -86,6 +92,9 @@ class DCGANGenerator(nn.Module):
       return blocks.maybe_spectral_norm(module, self.spectral_norm)(x, train)
 
     x = blocks.with_one_hot(z, labels, self.num_classes)
+    if self.dense_hidden:
+      x = normalise_and_activate(layer(nn.Dense(self.dense_hidden, use_bias=not self.batch_norm,
+                                                dtype=self.dtype), x))
     x = layer(nn.Dense(self.base_size**2 * self.features[0], use_bias=not self.batch_norm,
                        dtype=self.dtype), x)
     # As in the TensorFlow tutorial, the projection is normalised before the reshape.
@@ -104,8 +113,9 @@ class DCGANDiscriminator(nn.Module):
   """Strided convolutions down to a small map, then a dense head.
 
   Layers: for each width a stride-2 convolution, BN (not on the first layer,
-  as in the paper) when ``batch_norm``, leaky ReLU, dropout; then flatten and
-  Dense to ``num_outputs``.
+  as in the paper) when ``batch_norm``, leaky ReLU, dropout; then flatten,
+  optionally a hidden Dense of ``dense_hidden`` units, and Dense to
+  ``num_outputs``.
 
   Attributes:
     features: widths of the convolutions.
@@ -126,6 +136,9 @@ class DCGANDiscriminator(nn.Module):
       logits, InfoGAN's Q network), appended after the ``num_outputs`` logits.
     aux_hidden: width of the auxiliary head's hidden layer (BN + leaky ReLU),
       0 for a linear head.
+    dense_hidden: width of a fully connected layer (BN when ``batch_norm``,
+      leaky ReLU) between the flattened trunk and the heads, 0 for none
+      (InfoGAN's MNIST discriminator has 1024).
     dtype: computation dtype; parameters stay float32.
   """
 
@@ -141,6 +154,7 @@ class DCGANDiscriminator(nn.Module):
   conditioning: str = "none"
   aux_outputs: int = 0
   aux_hidden: int = 0
+  dense_hidden: int = 0
   dtype: Any = jnp.float32
 
   def __post_init__(self):
@@ -172,6 +186,12 @@ class DCGANDiscriminator(nn.Module):
         x = blocks.SelfAttention(self.spectral_norm, self.dtype)(x, train)
     check_attention_side(self.attention_at, sides, "discriminator")
     x = x.reshape(x.shape[0], -1)
+    if self.dense_hidden:
+      x = layer(nn.Dense(self.dense_hidden, use_bias=not self.batch_norm, dtype=self.dtype), x)
+      if self.batch_norm:
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                         dtype=self.dtype)(x)
+      x = nn.leaky_relu(x, self.negative_slope)
     return discriminator_heads(self, x, labels, train, layer)
 
 
