@@ -30,7 +30,14 @@ backward, is one the fast kernels accept:
 
 With stride 1 both are plain ``lax.conv_general_dilated`` calls. The
 functional forms :func:`conv_transpose_subpixel` and :func:`conv_strided` are
-also exported (plain JAX, no custom VJP, so they support forward-mode AD).
+also exported (plain JAX, no custom VJP, so they support forward-mode AD
+except where the convolutions run on oneDNN: see below).
+
+Every convolution here goes through :func:`_convolve`: on the CPU platform,
+float32 2-D convolutions run on oneDNN when gen_jax's kernels are built and
+there is one CPU device (:mod:`gen_jax.ops.onednn_conv`: same function; it
+skips the taps on padding that XLA's kernels multiply by zero, and has
+reverse-mode gradients of any order); otherwise on XLA's.
 
 Derivation (per spatial dimension; everything is separable). Notation: input
 length ``n``, kernel length ``k``, stride ``s``, padding ``(lo, hi)``.
@@ -85,6 +92,8 @@ from flax.linen.dtypes import promote_dtype
 import jax
 from jax import lax
 import jax.numpy as jnp
+
+from gen_jax.ops import onednn_conv
 
 Array = jax.Array
 PaddingLike = str | int | Sequence[int | tuple[int, int]]
@@ -203,11 +212,18 @@ def conv_padding(
 
 
 def _conv(x, w, pads, precision, preferred_element_type):
-  """Stride-1 conv with (lo, hi) padding; negative amounts crop ``x`` first.
+  """Stride-1 conv with (lo, hi) padding; negative amounts crop ``x`` first."""
+  return _convolve(x, w, (1,) * (x.ndim - 2), pads, precision, preferred_element_type)
+
+
+def _convolve(x, w, strides, pads, precision=None, preferred_element_type=None):
+  """Every convolution of this module: ``lax.conv_general_dilated`` (channels
+  last, no dilation) with (lo, hi) padding, negative amounts cropping ``x``.
 
   Padding is kept inside the convolution (not a separate ``pad`` op) so that
   the forward conv and both of its gradient convs keep output size <= input
-  size, which XLA:CPU needs to dispatch them to its fast (YNNPACK) kernels.
+  size, which XLA:CPU needs to dispatch them to its fast kernels. oneDNN
+  takes the float32 2-D ones where it can (module docstring).
   """
   nd = x.ndim - 2
   if any(lo < 0 or hi < 0 for lo, hi in pads):
@@ -215,12 +231,19 @@ def _conv(x, w, pads, precision, preferred_element_type):
         slice(max(-lo, 0), n - max(-hi, 0)) for (lo, hi), n in zip(pads, x.shape[1:-1])
     )
     x = x[(slice(None),) + idx]
-    pads = [(max(lo, 0), max(hi, 0)) for lo, hi in pads]
-  return lax.conv_general_dilated(
-      x, w, (1,) * nd, [tuple(p) for p in pads],
-      dimension_numbers=_dimension_numbers(nd),
-      precision=precision,
-      preferred_element_type=preferred_element_type,
+  pads = tuple((max(lo, 0), max(hi, 0)) for lo, hi in pads)
+  strides = tuple(strides)
+
+  def on_xla(x, w):
+    return lax.conv_general_dilated(
+        x, w, strides, pads, dimension_numbers=_dimension_numbers(nd),
+        precision=precision, preferred_element_type=preferred_element_type,
+    )
+
+  if preferred_element_type not in (None, jnp.float32) or not onednn_conv.supports(x, w):
+    return on_xla(x, w)
+  return lax.platform_dependent(
+      x, w, cpu=lambda x, w: onednn_conv.conv2d(x, w, strides, pads), default=on_xla
   )
 
 
@@ -463,10 +486,7 @@ def _conv_transpose_fast_bwd(strides, pads, precision, pet, res, g):
   def adjoint(w):
     # <g, conv_transpose(x, w)> == <x, adjoint(w)>: a plain strided conv of g,
     # whose gradients w.r.t. g and w are fast on XLA:CPU as well.
-    return lax.conv_general_dilated(
-        g, _flip_swap(w), strides, adj_pads,
-        dimension_numbers=_dimension_numbers(nd), precision=precision,
-    )
+    return _convolve(g, _flip_swap(w), strides, adj_pads, precision)
 
   dx, adjoint_vjp = jax.vjp(adjoint, kernel)
   (dw,) = adjoint_vjp(x)
@@ -494,7 +514,8 @@ def conv_transpose(
   fast (unlike the ``lhs_dilation`` convolutions that autodiff of
   ``lax.conv_transpose`` produces). Stride 1 is a plain convolution.
   Reverse-mode AD of any order works; forward-mode (``jax.jvp``) does not,
-  because of the custom VJP (use :func:`conv_transpose_subpixel` for that).
+  because of the custom VJP (use :func:`conv_transpose_subpixel` for that,
+  on XLA's convolutions: ``GEN_JAX_ONEDNN=0`` or several devices).
 
   Args:
     x: input, shape ``(N, *spatial_in, C_in)``.
@@ -524,10 +545,7 @@ def conv_transpose(
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
 def _conv_fast(x, kernel, strides, pads, precision, preferred_element_type):
-  return lax.conv_general_dilated(
-      x, kernel, strides, pads, dimension_numbers=_dimension_numbers(x.ndim - 2),
-      precision=precision, preferred_element_type=preferred_element_type,
-  )
+  return _convolve(x, kernel, strides, pads, precision, preferred_element_type)
 
 
 def _conv_fast_fwd(x, kernel, strides, pads, precision, pet):
@@ -545,10 +563,7 @@ def _conv_fast_bwd(strides, pads, precision, pet, res, g):
   (dx,) = s2d_vjp(g)
   # Kernel gradient of the direct strided conv (an rhs-dilated conv; fast).
   _, direct_vjp = jax.vjp(
-      lambda ww: lax.conv_general_dilated(
-          x, ww, strides, pads, dimension_numbers=_dimension_numbers(x.ndim - 2),
-          precision=precision,
-      ),
+      lambda ww: _convolve(x, ww, strides, pads, precision),
       kernel,
   )
   (dw,) = direct_vjp(g)
@@ -574,7 +589,8 @@ def conv(
   gradient (custom VJP): through the space-to-depth form
   (:func:`conv_strided`), avoiding the slow ``lhs_dilation`` convolution.
   Reverse-mode AD of any order works; forward-mode (``jax.jvp``) does not
-  for strides > 1 (use :func:`conv_strided` for that).
+  for strides > 1 (use :func:`conv_strided` for that, on XLA's convolutions)
+  nor on oneDNN's.
 
   Args:
     x: input, shape ``(N, *spatial_in, C_in)``.

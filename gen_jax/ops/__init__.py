@@ -1,0 +1,1 @@
+"""Native kernels that gen_jax calls through XLA's FFI."""

@@ -1,0 +1,224 @@
+// oneDNN 2-D convolutions as XLA FFI handlers, for gen_jax on XLA:CPU.
+//
+// Three handlers, all float32, channels-last: activations NHWC, kernels HWIO
+// (JAX's layouts), explicit strides and (low, high) padding, no dilation:
+//
+//   gen_jax_onednn_conv_forward(x, w) -> y
+//   gen_jax_onednn_conv_backward_data(g, w) -> dx      (dx has x's shape)
+//   gen_jax_onednn_conv_backward_weights(x, g) -> dw   (dw has w's shape)
+//
+// Why: for small feature maps oneDNN skips the taps that fall on padding,
+// which XLA's Eigen convolutions compute as zeros. Primitives are built once
+// per shape and cached; kernels are reordered to oneDNN's preferred layout
+// on each call (they are small).
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
+
+#include "dnnl.hpp"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+using dnnl::memory;
+using Tag = memory::format_tag;
+
+dnnl::engine& Engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+// One convolution problem, in oneDNN's terms.
+struct Problem {
+  int64_t n, h, w, c;     // input
+  int64_t kh, kw, o;      // kernel
+  int64_t oh, ow;         // output
+  int64_t sh, sw;         // strides
+  int64_t pt, pb, pl, pr; // padding
+
+  auto Key() const {
+    return std::make_tuple(n, h, w, c, kh, kw, o, oh, ow, sh, sw, pt, pb, pl, pr);
+  }
+  memory::desc Input() const { return Desc({n, c, h, w}, Tag::nhwc); }
+  memory::desc Output() const { return Desc({n, o, oh, ow}, Tag::nhwc); }
+  memory::desc Kernel(Tag tag) const { return Desc({o, c, kh, kw}, tag); }
+  memory::dims Strides() const { return {sh, sw}; }
+  memory::dims PadLow() const { return {pt, pl}; }
+  memory::dims PadHigh() const { return {pb, pr}; }
+
+  static memory::desc Desc(memory::dims dims, Tag tag) {
+    return memory::desc(dims, memory::data_type::f32, tag);
+  }
+};
+
+dnnl::convolution_forward::primitive_desc ForwardDesc(const Problem& p) {
+  return dnnl::convolution_forward::primitive_desc(
+      Engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
+      p.Input(), p.Kernel(Tag::any), p.Output(), p.Strides(), p.PadLow(), p.PadHigh());
+}
+
+struct Forward {
+  explicit Forward(const Problem& p) : desc(ForwardDesc(p)), primitive(desc) {}
+  dnnl::convolution_forward::primitive_desc desc;
+  dnnl::convolution_forward primitive;
+};
+
+struct BackwardData {
+  explicit BackwardData(const Problem& p)
+      : desc(Engine(), dnnl::algorithm::convolution_direct, p.Input(), p.Kernel(Tag::any),
+             p.Output(), p.Strides(), p.PadLow(), p.PadHigh(), ForwardDesc(p)),
+        primitive(desc) {}
+  dnnl::convolution_backward_data::primitive_desc desc;
+  dnnl::convolution_backward_data primitive;
+};
+
+struct BackwardWeights {
+  explicit BackwardWeights(const Problem& p)
+      : desc(Engine(), dnnl::algorithm::convolution_direct, p.Input(), p.Kernel(Tag::any),
+             p.Output(), p.Strides(), p.PadLow(), p.PadHigh(), ForwardDesc(p)),
+        primitive(desc) {}
+  dnnl::convolution_backward_weights::primitive_desc desc;
+  dnnl::convolution_backward_weights primitive;
+};
+
+// The primitive for a problem, built on first use. Primitives may be executed
+// from several threads at once.
+template <typename T>
+const T& Cached(const Problem& p) {
+  static std::mutex mutex;
+  static std::map<decltype(p.Key()), std::unique_ptr<T>> cache;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto& entry = cache[p.Key()];
+  if (!entry) entry = std::make_unique<T>(p);
+  return *entry;
+}
+
+void Reorder(const memory& from, const memory& to) {
+  dnnl::stream stream(Engine());
+  dnnl::reorder(from, to).execute(stream, const_cast<memory&>(from), const_cast<memory&>(to));
+  stream.wait();
+}
+
+// Memory for an HWIO kernel buffer in the layout `want`, reordered through
+// `scratch` if the layouts differ.
+memory KernelIn(const Problem& p, const memory::desc& want, void* data,
+                std::vector<float>& scratch) {
+  memory user(p.Kernel(Tag::hwio), Engine(), data);
+  if (want == user.get_desc()) return user;
+  scratch.resize(want.get_size() / sizeof(float));
+  memory packed(want, Engine(), scratch.data());
+  Reorder(user, packed);
+  return packed;
+}
+
+void Execute(const dnnl::primitive& primitive, const std::unordered_map<int, memory>& args) {
+  dnnl::stream stream(Engine());
+  primitive.execute(stream, args);
+  stream.wait();
+}
+
+template <typename Buffer>
+bool IsRank4(const Buffer& b) { return b.dimensions().size() == 4; }
+
+ffi::Error RankError() {
+  return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                    "gen_jax oneDNN convolution: operands must be rank 4 (NHWC, HWIO)");
+}
+
+// x: [N, H, W, C], w: [KH, KW, C, O], y: [N, OH, OW, O].
+template <typename X, typename W, typename Y>
+Problem MakeProblem(const X& x, const W& w, const Y& y, int64_t sh, int64_t sw, int64_t pt,
+                    int64_t pb, int64_t pl, int64_t pr) {
+  auto xd = x.dimensions(), wd = w.dimensions(), yd = y.dimensions();
+  return Problem{xd[0], xd[1], xd[2], xd[3], wd[0], wd[1], wd[3], yd[1], yd[2],
+                 sh, sw, pt, pb, pl, pr};
+}
+
+template <typename F>
+ffi::Error Guarded(F body) {
+  try {
+    body();
+  } catch (const dnnl::error& e) {
+    return ffi::Error(ffi::ErrorCode::kInternal,
+                      std::string("gen_jax oneDNN convolution: ") + e.what());
+  }
+  return ffi::Error::Success();
+}
+
+using F32 = ffi::Buffer<ffi::F32>;
+
+ffi::Error ConvForward(F32 x, F32 w, ffi::ResultBuffer<ffi::F32> y, int64_t sh, int64_t sw,
+                       int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
+  if (!IsRank4(x) || !IsRank4(w) || !IsRank4(*y)) return RankError();
+  return Guarded([&] {
+    Problem p = MakeProblem(x, w, *y, sh, sw, pt, pb, pl, pr);
+    const auto& op = Cached<Forward>(p);
+    std::vector<float> scratch;
+    Execute(op.primitive,
+            {{DNNL_ARG_SRC, memory(op.desc.src_desc(), Engine(), x.untyped_data())},
+             {DNNL_ARG_WEIGHTS, KernelIn(p, op.desc.weights_desc(), w.untyped_data(), scratch)},
+             {DNNL_ARG_DST, memory(op.desc.dst_desc(), Engine(), y->untyped_data())}});
+  });
+}
+
+ffi::Error ConvBackwardData(F32 g, F32 w, ffi::ResultBuffer<ffi::F32> dx, int64_t sh,
+                            int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
+  if (!IsRank4(g) || !IsRank4(w) || !IsRank4(*dx)) return RankError();
+  return Guarded([&] {
+    Problem p = MakeProblem(*dx, w, g, sh, sw, pt, pb, pl, pr);
+    const auto& op = Cached<BackwardData>(p);
+    std::vector<float> scratch;
+    Execute(op.primitive,
+            {{DNNL_ARG_DIFF_DST, memory(op.desc.diff_dst_desc(), Engine(), g.untyped_data())},
+             {DNNL_ARG_WEIGHTS, KernelIn(p, op.desc.weights_desc(), w.untyped_data(), scratch)},
+             {DNNL_ARG_DIFF_SRC, memory(op.desc.diff_src_desc(), Engine(), dx->untyped_data())}});
+  });
+}
+
+ffi::Error ConvBackwardWeights(F32 x, F32 g, ffi::ResultBuffer<ffi::F32> dw, int64_t sh,
+                               int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
+  if (!IsRank4(x) || !IsRank4(g) || !IsRank4(*dw)) return RankError();
+  return Guarded([&] {
+    Problem p = MakeProblem(x, *dw, g, sh, sw, pt, pb, pl, pr);
+    const auto& op = Cached<BackwardWeights>(p);
+    memory user(p.Kernel(Tag::hwio), Engine(), dw->untyped_data());
+    std::vector<float> scratch;
+    memory out = user;
+    if (!(op.desc.diff_weights_desc() == user.get_desc())) {
+      scratch.resize(op.desc.diff_weights_desc().get_size() / sizeof(float));
+      out = memory(op.desc.diff_weights_desc(), Engine(), scratch.data());
+    }
+    Execute(op.primitive,
+            {{DNNL_ARG_SRC, memory(op.desc.src_desc(), Engine(), x.untyped_data())},
+             {DNNL_ARG_DIFF_DST, memory(op.desc.diff_dst_desc(), Engine(), g.untyped_data())},
+             {DNNL_ARG_DIFF_WEIGHTS, out}});
+    if (!(out == user)) Reorder(out, user);
+  });
+}
+
+auto Binding() {
+  return ffi::Ffi::Bind()
+      .Arg<F32>()
+      .Arg<F32>()
+      .Ret<F32>()
+      .Attr<int64_t>("stride_h")
+      .Attr<int64_t>("stride_w")
+      .Attr<int64_t>("pad_top")
+      .Attr<int64_t>("pad_bottom")
+      .Attr<int64_t>("pad_left")
+      .Attr<int64_t>("pad_right");
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(GenJaxOnednnConvForward, ConvForward, Binding());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(GenJaxOnednnConvBackwardData, ConvBackwardData, Binding());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(GenJaxOnednnConvBackwardWeights, ConvBackwardWeights, Binding());
