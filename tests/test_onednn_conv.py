@@ -96,11 +96,11 @@ def test_negative_padding_is_an_error_that_says_what_to_do():
     onednn_conv.conv2d(x, w, (1, 1), ((-1, 0), (0, 0)))
 
 
-def _run_on_one_device(script: str, **env) -> dict:
-  """Runs ``script`` in a process with one CPU device; returns its JSON output."""
+def _run_on_one_device(script: str, *args: str, **env) -> dict:
+  """Runs ``script args`` in a process with one CPU device; returns its JSON output."""
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
          "JAX_PLATFORMS": "cpu", **env}
-  result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
+  result = subprocess.run([sys.executable, "-c", script, *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   return json.loads(result.stdout.strip().splitlines()[-1])
@@ -135,11 +135,47 @@ def test_layers_use_onednn_on_one_cpu_device_and_xla_on_tpu_or_several_devices()
   assert not onednn_conv.supports(x, w)
 
 
+LAYERS_EQUAL_LAX = """
+import json, jax, jax.numpy as jnp, numpy as np
+from jax import lax
+from gen_jax.models import layers
+DN = ("NHWC", "HWIO", "NHWC")
+rng = np.random.default_rng(0)
+errors, used = {}, set()
+for name, x_shape, w_shape, strides in [("transpose_s1", (3, 7, 7, 16), (5, 5, 16, 8), (1, 1)),
+                                        ("transpose_s2", (3, 7, 7, 16), (5, 5, 16, 8), (2, 2)),
+                                        ("conv_s2", (3, 14, 14, 8), (5, 5, 8, 16), (2, 2))]:
+  x, w = rng.standard_normal(x_shape, np.float32), rng.standard_normal(w_shape, np.float32)
+  if name.startswith("transpose"):
+    ours = lambda x, w: layers.conv_transpose(x, w, strides, "SAME")
+    reference = lambda x, w: lax.conv_transpose(x, w, strides, "SAME", dimension_numbers=DN)
+  else:
+    ours = lambda x, w: layers.conv(x, w, strides, "SAME")
+    reference = lambda x, w: lax.conv_general_dilated(x, w, strides, "SAME", dimension_numbers=DN)
+  g = rng.standard_normal(reference(x, w).shape, np.float32)
+  run = lambda fn: jax.jit(lambda x, w, g: (lambda y, vjp: (y, *vjp(g)))(*jax.vjp(fn, x, w)))
+  used.update(t for t in ("gen_jax_onednn", "stablehlo.convolution")
+              if t in run(ours).lower(x, w, g).as_text())
+  errors[name] = max(float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+                     for a, b in zip(run(ours)(x, w, g), run(reference)(x, w, g)))
+print(json.dumps({"errors": errors, "used": sorted(used)}))
+"""
+
+
+@needs_kernels
+def test_layers_on_onednn_equal_lax_value_and_gradients():
+  """What issue 2 asks of every reformulation, on the oneDNN path."""
+  result = _run_on_one_device(LAYERS_EQUAL_LAX)
+  assert result["used"] == ["gen_jax_onednn"]
+  for name, error in result["errors"].items():
+    assert error < 1e-5, (name, error)
+
+
 TRAIN_STEPS = """
-import json, jax, numpy as np
+import json, sys, jax, numpy as np
 from gen_jax import configs, data, methods
 from gen_jax.train import parallel, trainer
-config = configs.load("experiments/dcgan/mnist.py:smoke")
+config = configs.load(sys.argv[1])
 info = data.DatasetInfo(num_examples=0, image_shape=(28, 28, 1), num_classes=10)
 method = methods.build(config, info)
 mesh = parallel.make_mesh()
@@ -156,9 +192,11 @@ print(json.dumps({"params": [np.asarray(p).ravel().tolist() for p in jax.tree.le
 
 
 @needs_kernels
-def test_dcgan_train_steps_on_onednn_equal_xla():
-  onednn = _run_on_one_device(TRAIN_STEPS)
-  xla = _run_on_one_device(TRAIN_STEPS, GEN_JAX_ONEDNN="0")
+@pytest.mark.parametrize("config", ["dcgan/mnist.py:smoke", "wgan_gp/mnist.py:smoke"])
+def test_train_steps_on_onednn_equal_xla(config):
+  """WGAN-GP: critic steps (concurrent custom calls) and a gradient penalty."""
+  onednn = _run_on_one_device(TRAIN_STEPS, f"experiments/{config}")
+  xla = _run_on_one_device(TRAIN_STEPS, f"experiments/{config}", GEN_JAX_ONEDNN="0")
   assert onednn["hlo_has_onednn"] and not xla["hlo_has_onednn"]
   for got, want in zip(onednn["params"], xla["params"]):
     _assert_close(got, want, rtol=1e-4)

@@ -101,7 +101,17 @@ const T& Cached(const Problem& p) {
   return *entry;
 }
 
+// XLA runs independent custom calls on several of its threads at once. Each
+// oneDNN call already uses every core through OpenMP, and concurrent calls
+// from two threads livelocked here (oneDNN 3.2, GNU OpenMP: the WGAN step
+// never finished, one thread spinning), so calls take turns.
+std::mutex& ExecutionMutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+
 void Reorder(const memory& from, const memory& to) {
+  std::lock_guard<std::mutex> lock(ExecutionMutex());
   dnnl::stream stream(Engine());
   dnnl::reorder(from, to).execute(stream, const_cast<memory&>(from), const_cast<memory&>(to));
   stream.wait();
@@ -120,6 +130,7 @@ memory KernelIn(const Problem& p, const memory::desc& want, void* data,
 }
 
 void Execute(const dnnl::primitive& primitive, const std::unordered_map<int, memory>& args) {
+  std::lock_guard<std::mutex> lock(ExecutionMutex());
   dnnl::stream stream(Engine());
   primitive.execute(stream, args);
   stream.wait();
