@@ -117,16 +117,13 @@ void Reorder(const memory& from, const memory& to) {
   stream.wait();
 }
 
-// Memory for an HWIO kernel buffer in the layout `want`, reordered through
-// `scratch` if the layouts differ.
-memory KernelIn(const Problem& p, const memory::desc& want, void* data,
-                std::vector<float>& scratch) {
-  memory user(p.Kernel(Tag::hwio), Engine(), data);
-  if (want == user.get_desc()) return user;
+// The HWIO kernel buffer `data` as memory in layout `want`: the buffer itself,
+// or `scratch` when oneDNN wants another layout (the caller reorders).
+memory KernelMemory(const Problem& p, const memory::desc& want, void* data,
+                    std::vector<float>& scratch) {
+  if (want == p.Kernel(Tag::hwio)) return memory(want, Engine(), data);
   scratch.resize(want.get_size() / sizeof(float));
-  memory packed(want, Engine(), scratch.data());
-  Reorder(user, packed);
-  return packed;
+  return memory(want, Engine(), scratch.data());
 }
 
 void Execute(const dnnl::primitive& primitive, const std::unordered_map<int, memory>& args) {
@@ -136,27 +133,23 @@ void Execute(const dnnl::primitive& primitive, const std::unordered_map<int, mem
   stream.wait();
 }
 
-template <typename Buffer>
-bool IsRank4(const Buffer& b) { return b.dimensions().size() == 4; }
+using F32 = ffi::Buffer<ffi::F32>;
+using Result = ffi::ResultBuffer<ffi::F32>;
 
-ffi::Error RankError() {
-  return ffi::Error(ffi::ErrorCode::kInvalidArgument,
-                    "gen_jax oneDNN convolution: operands must be rank 4 (NHWC, HWIO)");
-}
-
-// x: [N, H, W, C], w: [KH, KW, C, O], y: [N, OH, OW, O].
-template <typename X, typename W, typename Y>
-Problem MakeProblem(const X& x, const W& w, const Y& y, int64_t sh, int64_t sw, int64_t pt,
-                    int64_t pb, int64_t pl, int64_t pr) {
+// Checks the ranks, describes the problem from buffers shaped like the input
+// x [N, H, W, C], the kernel w [KH, KW, C, O] and the output y [N, OH, OW, O],
+// runs `body(problem)` and turns oneDNN's errors into FFI errors.
+template <typename X, typename W, typename Y, typename Body>
+ffi::Error Convolution(const X& x, const W& w, const Y& y, int64_t sh, int64_t sw, int64_t pt,
+                       int64_t pb, int64_t pl, int64_t pr, Body body) {
   auto xd = x.dimensions(), wd = w.dimensions(), yd = y.dimensions();
-  return Problem{xd[0], xd[1], xd[2], xd[3], wd[0], wd[1], wd[3], yd[1], yd[2],
-                 sh, sw, pt, pb, pl, pr};
-}
-
-template <typename F>
-ffi::Error Guarded(F body) {
+  if (xd.size() != 4 || wd.size() != 4 || yd.size() != 4) {
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                      "gen_jax oneDNN convolution: operands must be rank 4 (NHWC, HWIO)");
+  }
   try {
-    body();
+    body(Problem{xd[0], xd[1], xd[2], xd[3], wd[0], wd[1], wd[3], yd[1], yd[2],
+                 sh, sw, pt, pb, pl, pr});
   } catch (const dnnl::error& e) {
     return ffi::Error(ffi::ErrorCode::kInternal,
                       std::string("gen_jax oneDNN convolution: ") + e.what());
@@ -164,54 +157,49 @@ ffi::Error Guarded(F body) {
   return ffi::Error::Success();
 }
 
-using F32 = ffi::Buffer<ffi::F32>;
+// Forward (x -> y) and backward data (g -> dx): an activation in, the kernel,
+// an activation out, both activations NHWC as the primitive was built.
+template <typename Op>
+void WithKernelIn(const Problem& p, const memory::desc& in_desc, int in_arg, void* in,
+                  void* kernel, const memory::desc& out_desc, int out_arg, void* out) {
+  const auto& op = Cached<Op>(p);
+  std::vector<float> scratch;
+  memory user(p.Kernel(Tag::hwio), Engine(), kernel);
+  memory packed = KernelMemory(p, op.desc.weights_desc(), kernel, scratch);
+  if (!(packed == user)) Reorder(user, packed);
+  Execute(op.primitive, {{in_arg, memory(in_desc, Engine(), in)},
+                         {DNNL_ARG_WEIGHTS, packed},
+                         {out_arg, memory(out_desc, Engine(), out)}});
+}
 
-ffi::Error ConvForward(F32 x, F32 w, ffi::ResultBuffer<ffi::F32> y, int64_t sh, int64_t sw,
-                       int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
-  if (!IsRank4(x) || !IsRank4(w) || !IsRank4(*y)) return RankError();
-  return Guarded([&] {
-    Problem p = MakeProblem(x, w, *y, sh, sw, pt, pb, pl, pr);
-    const auto& op = Cached<Forward>(p);
-    std::vector<float> scratch;
-    Execute(op.primitive,
-            {{DNNL_ARG_SRC, memory(op.desc.src_desc(), Engine(), x.untyped_data())},
-             {DNNL_ARG_WEIGHTS, KernelIn(p, op.desc.weights_desc(), w.untyped_data(), scratch)},
-             {DNNL_ARG_DST, memory(op.desc.dst_desc(), Engine(), y->untyped_data())}});
+ffi::Error ConvForward(F32 x, F32 w, Result y, int64_t sh, int64_t sw, int64_t pt, int64_t pb,
+                       int64_t pl, int64_t pr) {
+  return Convolution(x, w, *y, sh, sw, pt, pb, pl, pr, [&](const Problem& p) {
+    WithKernelIn<Forward>(p, p.Input(), DNNL_ARG_SRC, x.untyped_data(), w.untyped_data(),
+                          p.Output(), DNNL_ARG_DST, y->untyped_data());
   });
 }
 
-ffi::Error ConvBackwardData(F32 g, F32 w, ffi::ResultBuffer<ffi::F32> dx, int64_t sh,
-                            int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
-  if (!IsRank4(g) || !IsRank4(w) || !IsRank4(*dx)) return RankError();
-  return Guarded([&] {
-    Problem p = MakeProblem(*dx, w, g, sh, sw, pt, pb, pl, pr);
-    const auto& op = Cached<BackwardData>(p);
-    std::vector<float> scratch;
-    Execute(op.primitive,
-            {{DNNL_ARG_DIFF_DST, memory(op.desc.diff_dst_desc(), Engine(), g.untyped_data())},
-             {DNNL_ARG_WEIGHTS, KernelIn(p, op.desc.weights_desc(), w.untyped_data(), scratch)},
-             {DNNL_ARG_DIFF_SRC, memory(op.desc.diff_src_desc(), Engine(), dx->untyped_data())}});
+ffi::Error ConvBackwardData(F32 g, F32 w, Result dx, int64_t sh, int64_t sw, int64_t pt,
+                            int64_t pb, int64_t pl, int64_t pr) {
+  return Convolution(*dx, w, g, sh, sw, pt, pb, pl, pr, [&](const Problem& p) {
+    WithKernelIn<BackwardData>(p, p.Output(), DNNL_ARG_DIFF_DST, g.untyped_data(),
+                               w.untyped_data(), p.Input(), DNNL_ARG_DIFF_SRC,
+                               dx->untyped_data());
   });
 }
 
-ffi::Error ConvBackwardWeights(F32 x, F32 g, ffi::ResultBuffer<ffi::F32> dw, int64_t sh,
-                               int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
-  if (!IsRank4(x) || !IsRank4(g) || !IsRank4(*dw)) return RankError();
-  return Guarded([&] {
-    Problem p = MakeProblem(x, *dw, g, sh, sw, pt, pb, pl, pr);
+ffi::Error ConvBackwardWeights(F32 x, F32 g, Result dw, int64_t sh, int64_t sw, int64_t pt,
+                               int64_t pb, int64_t pl, int64_t pr) {
+  return Convolution(x, *dw, g, sh, sw, pt, pb, pl, pr, [&](const Problem& p) {
     const auto& op = Cached<BackwardWeights>(p);
-    memory user(p.Kernel(Tag::hwio), Engine(), dw->untyped_data());
     std::vector<float> scratch;
-    memory out = user;
-    if (!(op.desc.diff_weights_desc() == user.get_desc())) {
-      scratch.resize(op.desc.diff_weights_desc().get_size() / sizeof(float));
-      out = memory(op.desc.diff_weights_desc(), Engine(), scratch.data());
-    }
-    Execute(op.primitive,
-            {{DNNL_ARG_SRC, memory(op.desc.src_desc(), Engine(), x.untyped_data())},
-             {DNNL_ARG_DIFF_DST, memory(op.desc.diff_dst_desc(), Engine(), g.untyped_data())},
-             {DNNL_ARG_DIFF_WEIGHTS, out}});
-    if (!(out == user)) Reorder(out, user);
+    memory user(p.Kernel(Tag::hwio), Engine(), dw->untyped_data());
+    memory packed = KernelMemory(p, op.desc.diff_weights_desc(), dw->untyped_data(), scratch);
+    Execute(op.primitive, {{DNNL_ARG_SRC, memory(p.Input(), Engine(), x.untyped_data())},
+                           {DNNL_ARG_DIFF_DST, memory(p.Output(), Engine(), g.untyped_data())},
+                           {DNNL_ARG_DIFF_WEIGHTS, packed}});
+    if (!(packed == user)) Reorder(packed, user);
   });
 }
 

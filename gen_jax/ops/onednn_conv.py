@@ -135,25 +135,24 @@ def _call(target: str, shape: tuple[int, ...], a: jax.Array, b: jax.Array,
                           vmap_method="sequential")(a, b, **_attributes(strides, padding))
 
 
-def _output_shape(x_shape, kernel_shape, strides, padding) -> tuple[int, ...]:
-  spatial = tuple((size + lo + hi - k) // s + 1 for size, k, s, (lo, hi)
-                  in zip(x_shape[1:3], kernel_shape[:2], strides, padding))
-  return (x_shape[0], *spatial, kernel_shape[3])
-
-
 # forward(x, w) = conv(x, w); data(g, w) = d<g, conv(x, w)>/dx;
 # weights(x, g) = d<g, conv(x, w)>/dw. Each is linear in both operands, so
-# each VJP is a pair of the others.
+# each VJP is a pair of the others, computed from the two operands.
+
+
+def _saving_operands(op):
+  """The custom-VJP forward rule of a bilinear ``op(a, b, *static)``."""
+  def forward_rule(a, b, *static):
+    return op(a, b, *static), (a, b)
+  return forward_rule
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _forward(x, kernel, strides, padding):
-  shape = _output_shape(x.shape, kernel.shape, strides, padding)
-  return _call("gen_jax_onednn_conv_forward", shape, x, kernel, strides, padding)
-
-
-def _forward_fwd(x, kernel, strides, padding):
-  return _forward(x, kernel, strides, padding), (x, kernel)
+  shape = lax.conv_general_shape_tuple(x.shape, kernel.shape, strides, padding,
+                                       ("NHWC", "HWIO", "NHWC"))
+  return _call("gen_jax_onednn_conv_forward", tuple(map(int, shape)), x, kernel, strides,
+               padding)
 
 
 def _forward_bwd(strides, padding, residuals, g):
@@ -162,16 +161,12 @@ def _forward_bwd(strides, padding, residuals, g):
           _weights(x, g, kernel.shape, strides, padding))
 
 
-_forward.defvjp(_forward_fwd, _forward_bwd)
+_forward.defvjp(_saving_operands(_forward), _forward_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def _data(g, kernel, x_shape, strides, padding):
   return _call("gen_jax_onednn_conv_backward_data", x_shape, g, kernel, strides, padding)
-
-
-def _data_fwd(g, kernel, x_shape, strides, padding):
-  return _data(g, kernel, x_shape, strides, padding), (g, kernel)
 
 
 def _data_bwd(x_shape, strides, padding, residuals, dx):
@@ -180,7 +175,7 @@ def _data_bwd(x_shape, strides, padding, residuals, dx):
           _weights(dx, g, kernel.shape, strides, padding))
 
 
-_data.defvjp(_data_fwd, _data_bwd)
+_data.defvjp(_saving_operands(_data), _data_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
@@ -188,16 +183,12 @@ def _weights(x, g, kernel_shape, strides, padding):
   return _call("gen_jax_onednn_conv_backward_weights", kernel_shape, x, g, strides, padding)
 
 
-def _weights_fwd(x, g, kernel_shape, strides, padding):
-  return _weights(x, g, kernel_shape, strides, padding), (x, g)
-
-
 def _weights_bwd(kernel_shape, strides, padding, residuals, dw):
   x, g = residuals
   return (_data(g, dw, x.shape, strides, padding), _forward(x, dw, strides, padding))
 
 
-_weights.defvjp(_weights_fwd, _weights_bwd)
+_weights.defvjp(_saving_operands(_weights), _weights_bwd)
 
 
 def conv2d(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
