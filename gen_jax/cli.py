@@ -1,7 +1,7 @@
 """The ``gen-jax`` command.
 
   gen-jax train  --config experiments/<model>/<dataset>.py[:smoke] --workdir DIR [--config.KEY=VALUE ...]
-  gen-jax sample --workdir DIR --num N --out FILE.npz [--grid FILE.png] [--seed S] [--step K]
+  gen-jax sample --workdir DIR --num N --out FILE.npz [--grid FILE.png] [--seed S] [--step K] [--noema]
   gen-jax eval   --workdir DIR --metrics fid,kid,is,pr --num N --reference DATASET:SPLIT
                  --features classifier:WORKDIR|vgg16|alexnet|inception:WEIGHTS [--step K] [--seed S]
   gen-jax eval   --samples FILE.npz --metrics ... --reference DATASET:SPLIT --features ...
@@ -36,6 +36,8 @@ flags.DEFINE_integer("seed", 0, "sample, eval: random seed.")
 flags.DEFINE_integer("step", None, "sample, eval: checkpoint step (default: newest).")
 flags.DEFINE_float("truncation", None, "sample (GANs): truncation trick, z drawn from N(0, I) "
                    "truncated to [-t, t]; 0 turns it off (default: the config's).")
+flags.DEFINE_bool("ema", True, "sample, eval: the EMA generator when the run keeps one; "
+                  "--noema: the trained generator, with its running statistics.")
 flags.DEFINE_string("vary_code", None, "sample (InfoGAN): vary this code (e.g. categorical0, "
                     "continuous1) along each of --num rows, holding the other latents.")
 flags.DEFINE_string("samples", None, "eval: an .npz of uint8 images made elsewhere.")
@@ -81,11 +83,11 @@ def _sample() -> None:
   row_length = None
   if FLAGS.vary_code:
     out = sample.vary_code(FLAGS.workdir, FLAGS.vary_code, FLAGS.num or 10, seed=FLAGS.seed,
-                           step=FLAGS.step)
+                           step=FLAGS.step, ema=FLAGS.ema)
     row_length = int(out["num_values"])
   else:
     out = sample.sample(FLAGS.workdir, FLAGS.num or 64, seed=FLAGS.seed, step=FLAGS.step,
-                        truncation=FLAGS.truncation)
+                        truncation=FLAGS.truncation, ema=FLAGS.ema)
   with open(FLAGS.out, "wb") as f:
     np.savez(f, **out)
   logging.info("wrote %s: images %s", FLAGS.out, out["images"].shape)
@@ -101,7 +103,7 @@ def _eval() -> None:
                 seed=FLAGS.seed, batch_size=FLAGS.batch_size)
   if FLAGS.workdir:
     result = evaluate.evaluate_run(FLAGS.workdir, num=FLAGS.num or 10_000, step=FLAGS.step,
-                                   **common)
+                                   ema=FLAGS.ema, **common)
     _write_scalars(FLAGS.workdir, result)
   else:
     result = evaluate.evaluate_file(FLAGS.samples, num=FLAGS.num, out=FLAGS.out,

@@ -31,7 +31,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.log_every_steps = 50
   config.sample_every_steps = 500
   config.num_grid_images = 64
-  config.ema_decay = 0.0        # > 0 keeps an EMA of the sampling network, used for samples
+  # > 0 keeps a debiased EMA of the sampling network, used for samples; its batch-norm
+  # statistics are measured for it on this many batches of 64 samples before it samples.
+  config.ema_decay = 0.0
+  config.ema_standing_batches = 64
   # On a NaN or Inf in the metrics or the state: 'stop' (raise; the checkpoints are kept) or
   # 'rollback' (to the newest checkpoint, skipping the data batches read since), at most
   # max_nan_rollbacks times in a run.
@@ -167,6 +170,18 @@ def shrink_for_smoke(config: ml_collections.ConfigDict) -> None:
   config.num_grid_images = 16
 
 
+def with_defaults(saved: dict) -> ml_collections.ConfigDict:
+  """A config saved in a checkpoint, with the keys added to ``base_config`` since at
+  their defaults, so that runs of earlier versions still load."""
+
+  def merge(defaults: dict, values: dict) -> dict:
+    return {**defaults, **{k: merge(defaults[k], v) if isinstance(v, dict) and
+                           isinstance(defaults.get(k), dict) else v
+                           for k, v in values.items()}}
+
+  return ml_collections.ConfigDict(merge(base_config().to_dict(), saved))
+
+
 def data_spec(config: ml_collections.ConfigDict, split: str = "train") -> DataSpec:
   return DataSpec(dataset=config.dataset, image_size=config.image_size, split=split,
                   crop=config.crop, random_flip=config.random_flip, channels=config.channels)
@@ -234,6 +249,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   require(is_int(config.seed) and 0 <= config.seed < 2**63, "seed", config.seed,
           "an integer in [0, 2**63)")
   require(0.0 <= config.ema_decay < 1.0, "ema_decay", config.ema_decay, "in [0, 1) (0: no EMA)")
+  positive_int("ema_standing_batches", config.ema_standing_batches)
   require(config.on_nan in ("stop", "rollback"), "on_nan", config.on_nan,
           "'stop' or 'rollback'")
   positive_int("max_nan_rollbacks", config.max_nan_rollbacks)

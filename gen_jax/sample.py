@@ -3,13 +3,11 @@
 import functools
 
 import jax
-import ml_collections
 import numpy as np
 from absl import logging
 
-from gen_jax import data, images, methods
+from gen_jax import configs, data, images, methods
 from gen_jax.train.checkpoint import Checkpoints, abstract_with_sharding
-from gen_jax.train.trainer import grid_labels
 
 
 def load_run(workdir: str, step: int | None = None):
@@ -58,7 +56,7 @@ def method_of(meta: dict) -> methods.Method:
   """The method that a checkpoint's ``meta`` (its config and data shape) describes."""
   info = data.DatasetInfo(**{**meta["data_info"],
                              "image_shape": tuple(meta["data_info"]["image_shape"])})
-  return methods.build(ml_collections.ConfigDict(meta["config"]), info)
+  return methods.build(configs.with_defaults(meta["config"]), info)
 
 
 def generate_images(method, variables, num: int, seed: int = 0, batch_size: int = 256,
@@ -81,7 +79,7 @@ def generate_images(method, variables, num: int, seed: int = 0, batch_size: int 
   if num <= 0:
     raise ValueError(f"the number of samples must be positive, got {num}")
   generate = generate or jax.jit(method.generate)
-  labels = grid_labels(method, num)
+  labels = method.sample_labels(num)
   rng = jax.random.PRNGKey(seed)
   chunks = [generate(variables, jax.random.fold_in(rng, i), labels[start:start + batch_size])
             for i, start in enumerate(range(0, num, batch_size))]
@@ -92,13 +90,16 @@ def generate_images(method, variables, num: int, seed: int = 0, batch_size: int 
 
 
 def sample(workdir: str, num: int, seed: int = 0, step: int | None = None,
-           batch_size: int = 256, truncation: float | None = None) -> dict[str, np.ndarray]:
-  """Draws ``num`` images from the run in ``workdir`` (its EMA network if kept).
+           batch_size: int = 256, truncation: float | None = None,
+           ema: bool = True) -> dict[str, np.ndarray]:
+  """Draws ``num`` images from the run in ``workdir``.
 
   Args:
     workdir, num, seed, step, batch_size: as the command line's.
     truncation: for GANs, draw z from the normal truncated to [-t, t] (the
       truncation trick; 0 turns it off); default the config's ``method.truncation``.
+    ema: sample the EMA network if the run keeps one (see
+      ``Method.sampling_variables``), else the trained one.
 
   Returns:
     As ``generate_images``.
@@ -115,12 +116,12 @@ def sample(workdir: str, num: int, seed: int = 0, step: int | None = None,
       raise ValueError(f"--truncation must be >= 0 (0: off), got {truncation}")
     generate = jax.jit(functools.partial(method.generate, truncation=truncation))
   logging.info("sampling %d images from step %d of %s", num, step, workdir)
-  return generate_images(method, method.sampling_variables(state), num, seed, batch_size,
+  return generate_images(method, method.sampling_variables(state, ema), num, seed, batch_size,
                          generate)
 
 
 def vary_code(workdir: str, code: str, num_rows: int, num_values: int = 10, seed: int = 0,
-              step: int | None = None) -> dict[str, np.ndarray]:
+              step: int | None = None, ema: bool = True) -> dict[str, np.ndarray]:
   """InfoGAN's traversal of one latent code (see ``methods.gan.GAN.vary_code``).
 
   Returns:
@@ -132,7 +133,7 @@ def vary_code(workdir: str, code: str, num_rows: int, num_values: int = 10, seed
   if not hasattr(method, "vary_code"):
     raise ValueError(f"--vary_code needs an InfoGAN run; {workdir} trained a "
                      f"{method.config.method.name!r} model")
-  out = method.vary_code(method.sampling_variables(state), jax.random.PRNGKey(seed), code,
+  out = method.vary_code(method.sampling_variables(state, ema), jax.random.PRNGKey(seed), code,
                          num_rows, num_values)
   row_length = out.shape[0] // num_rows
   return {"images": images.to_uint8(np.asarray(out)), "num_values": np.asarray(row_length)}

@@ -41,7 +41,7 @@ def test_shapes(name):
   config, method = build(name)
   state = jax.eval_shape(method.init, jax.random.PRNGKey(0))
   labels = jnp.zeros((3,), jnp.int32)
-  images = jax.eval_shape(method.generate, method.sampling_variables(state),
+  images = jax.eval_shape(method.generate, jax.eval_shape(method.sampling_variables, state),
                           jax.random.PRNGKey(0), labels)
   assert images.shape == (3, *SHAPES[config.dataset])
   d_variables = {"params": state.params["discriminator"], **state.collections["discriminator"]}

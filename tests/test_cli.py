@@ -60,3 +60,14 @@ def test_bad_command_line(tmp_path):
   assert result.returncode != 0 and "batch_sise" in result.stderr
   result = gen_jax("train", f"--config={SMOKE_CONFIG}", check=False)
   assert result.returncode == 2 and "train needs --workdir" in result.stderr
+
+
+def test_noema_samples_the_trained_generator(trained_workdir, tmp_path):
+  """The smoke run keeps an EMA (decay 0.999): the default and --noema differ."""
+  drawn = {}
+  for flag in ("--ema", "--noema"):
+    out = tmp_path / f"{flag}.npz"
+    gen_jax("sample", f"--workdir={trained_workdir}", "--num=8", f"--out={out}", flag)
+    with np.load(out) as f:
+      drawn[flag] = f["images"]
+  assert not np.array_equal(drawn["--ema"], drawn["--noema"])

@@ -5,7 +5,8 @@ command line on one CPU device, then checks that its samples are recognised as
 digits, all ten present; that a conditional model draws the class it is asked
 for; that InfoGAN's categorical code recovers digit identity. Every check must
 also fail for the untrained generator, and the conditioning checks for a
-generator that ignores its condition, so the test can tell.
+generator that ignores its condition, so the test can tell. The EMA generator
+(sampled as users sample it) must not be worse than the trained one.
 
 Each case prints its domain FID/KID/precision/recall (5k samples against the
 MNIST test split, in the classifier's features) and its training wall time,
@@ -34,6 +35,7 @@ CONFIDENCE = 0.9
 MIN_CLASS_FRACTION = 0.02  # every digit makes at least 2% of the confident samples
 MIN_CLASS_ACCURACY = 0.9   # conditional models draw the requested class
 MIN_CODE_ACCURACY = 0.7    # InfoGAN's code, after the best matching of values to classes
+EMA_TOLERANCE = 0.03       # two standard deviations of a confident fraction of 1000
 NUM_EVAL_SAMPLES = 5000
 # Seconds; a case trains for 1-10 minutes, longer while other tests share the cores.
 TRAIN_TIMEOUT = 3600
@@ -188,6 +190,7 @@ def test_learns_mnist(case, shared_datasets, mnist_classifier, mnist_probabiliti
     return digit_report(mnist_probabilities(drawn), case.kind, targets)
 
   trained = judge(method.sampling_variables(state))
+  raw = judge(method.sampling_variables(state, ema=False))
   untrained = judge(method.sampling_variables(method.init(jax.random.PRNGKey(1))))
   ignored = (judge(method.sampling_variables(state), ignore_condition=True)
              if case.kind != "unconditional" else None)
@@ -195,9 +198,10 @@ def test_learns_mnist(case, shared_datasets, mnist_classifier, mnist_probabiliti
 
   record = {"config": case.config, "steps": step, "batch_size": method.config.batch_size,
             "seconds": round(seconds, 1), **figures,
-            **{k: v for k, v in trained.items() if k != "class_fractions"}}
+            **{k: v for k, v in trained.items() if k != "class_fractions"},
+            "raw_confident_fraction": raw["confident_fraction"]}
   print(f"\n{case.config}: trained {step} steps in {seconds:.0f} s\n  trained: {trained}\n"
-        f"  untrained: {untrained}")
+        f"  raw generator: {raw}\n  untrained: {untrained}")
   if ignored:
     print(f"  condition ignored: {ignored}")
   print(f"  record: {json.dumps(record)}")
@@ -205,6 +209,9 @@ def test_learns_mnist(case, shared_datasets, mnist_classifier, mnist_probabiliti
     with open(os.environ["GEN_JAX_LEARNING_REPORT"], "a") as f:
       f.write(json.dumps(record) + "\n")
 
+  # The EMA generator, sampled as users sample, is not worse than the trained one
+  # (by more than the sampling noise of 1000 samples).
+  assert trained["confident_fraction"] > raw["confident_fraction"] - EMA_TOLERANCE, (trained, raw)
   # The checks fail for the untrained generator: the test can tell.
   assert failed_checks(untrained, case), untrained
   if ignored:

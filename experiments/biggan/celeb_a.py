@@ -8,6 +8,10 @@ in both; spectral norm, hinge loss, orthogonal regularisation 1e-4, Adam
 1e-4 (G) / 4e-4 (D) with betas (0, 0.999), EMA 0.9999. About half of
 BigGAN's 64x64 widths.
 
+Samples come from the generator's EMA, decay 0.9999: debiased, so from the first
+steps on it averages only trained weights (mostly the last 1/(1 - decay) steps),
+with batch-norm statistics measured for it (config.ema_standing_batches).
+
 Run (TFDS downloads celeb_a, about 1.4 GB):
   gen-jax train --config experiments/biggan/celeb_a.py --workdir /tmp/biggan_celeba
 Arguments: ``smoke``.

@@ -8,6 +8,10 @@ generator step (BigGAN's CIFAR setting); orthogonal regularisation 1e-4;
 Adam 2e-4 / 2e-4, betas (0, 0.999); EMA 0.9999. For BigGAN's full widths set
 channels to 256.
 
+Samples come from the generator's EMA, decay 0.9999: debiased, so from the first
+steps on it averages only trained weights (mostly the last 1/(1 - decay) steps),
+with batch-norm statistics measured for it (config.ema_standing_batches).
+
 Run:
   gen-jax train --config experiments/biggan/cifar10.py --workdir /tmp/biggan_cifar10
 Offline, with the local JPEG copy (lossy: metrics are not comparable with

@@ -9,6 +9,10 @@ Spectral norm everywhere, hinge loss, orthogonal regularisation 1e-4 on G,
 Adam 2e-4 / 2e-4 with betas (0, 0.999), EMA 0.999. Sampling can use the
 truncation trick: gen-jax sample ... --truncation 0.5.
 
+Samples come from the generator's EMA, decay 0.999 (0.99 under quick): debiased, so from the first
+steps on it averages only trained weights (mostly the last 1/(1 - decay) steps),
+with batch-norm statistics measured for it (config.ema_standing_batches).
+
 Run:
   gen-jax train --config experiments/biggan/mnist.py --workdir /tmp/biggan_mnist
 Offline: add --config.dataset=npz:../shared/datasets/mnist.npz

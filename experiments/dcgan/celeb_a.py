@@ -5,6 +5,10 @@ Images: the central 140x140 square of the aligned 178x218 faces, resized to
 BN + ReLU between, tanh. D: Conv 64 -> 128 -> 256 -> 512, k5 s2, BN after the
 first, LeakyReLU 0.2 -> Dense 1. Batch 128, Adam 2e-4, beta1 = 0.5.
 
+Samples come from the generator's EMA, decay 0.999: debiased, so from the first
+steps on it averages only trained weights (mostly the last 1/(1 - decay) steps),
+with batch-norm statistics measured for it (config.ema_standing_batches).
+
 Run (TFDS downloads celeb_a, about 1.4 GB):
   gen-jax train --config experiments/dcgan/celeb_a.py --workdir /tmp/dcgan_celeba
 Expected: faces after ~5k steps, sharper by ~30k (an accelerator is advised).

@@ -4,6 +4,10 @@ G: Dense 4*4*512, BN, ReLU -> ConvT 256 -> ConvT 128 -> ConvT 3, all k5 s2,
 BN + ReLU between, tanh. D: Conv 128 -> 256 -> 512, k5 s2, BN after the first,
 LeakyReLU 0.2, no dropout -> Dense 1. Batch 128, Adam 2e-4, beta1 = 0.5.
 
+Samples come from the generator's EMA, decay 0.999: debiased, so from the first
+steps on it averages only trained weights (mostly the last 1/(1 - decay) steps),
+with batch-norm statistics measured for it (config.ema_standing_batches).
+
 Run:
   gen-jax train --config experiments/dcgan/cifar10.py --workdir /tmp/dcgan_cifar10
 Offline, with the local JPEG copy (lossy: metrics are not comparable with

@@ -4,6 +4,10 @@ The 1500 training digits (8x8, shipped with scikit-learn) are upsampled to
 16x16. G: Dense 4*4*64, BN, LeakyReLU -> ConvT 32 k5 s2 -> ConvT 1 k5 s2,
 tanh. D: Conv 32 -> 64, k5 s2, LeakyReLU, Dropout 0.3 -> Dense 1.
 
+Samples come from the generator's EMA, decay 0.99: debiased, so from the first
+steps on it averages only trained weights (mostly the last 1/(1 - decay) steps),
+with batch-norm statistics measured for it (config.ema_standing_batches).
+
 Run:
   gen-jax train --config experiments/dcgan/digits.py --workdir /tmp/gen_jax_digits
 Writes checkpoints under WORKDIR/checkpoints, sample grids WORKDIR/samples_*.png

@@ -5,6 +5,10 @@ G: Dense 7*7*256 (no bias), BN, LeakyReLU -> ConvT 128 k5 s1 -> ConvT 64 k5 s2
 k5 s2, each LeakyReLU + Dropout 0.3 -> Dense 1. Batch 256, Adam 2e-4 with
 beta1 = 0.5 (the DCGAN paper's setting; the tutorial's Adam 1e-4 is slower).
 
+Samples come from the generator's EMA, decay 0.999 (0.99 under quick): debiased, so from the first
+steps on it averages only trained weights (mostly the last 1/(1 - decay) steps),
+with batch-norm statistics measured for it (config.ema_standing_batches).
+
 Run (downloads MNIST through TFDS):
   gen-jax train --config experiments/dcgan/mnist.py --workdir /tmp/dcgan_mnist
 Offline, with the local copy:

@@ -4,6 +4,9 @@ G: 100 -> 256 -> 512 -> 1024 -> 784, LeakyReLU 0.2, tanh. D: 784 -> 1024 ->
 512 -> 256 -> 1, LeakyReLU 0.2 and Dropout 0.3. Non-saturating loss, batch
 64, Adam 2e-4 with beta1 = 0.5.
 
+Samples come from the generator's EMA, decay 0.999: debiased, so from the first
+steps on it averages only trained weights (mostly the last 1/(1 - decay) steps).
+
 Run:
   gen-jax train --config experiments/gan/mnist.py --workdir /tmp/gan_mnist
 Offline: add --config.dataset=npz:../shared/datasets/mnist.npz

@@ -270,10 +270,11 @@ def write_result(path: pathlib.Path, result: dict[str, Any]) -> None:
 
 def evaluate_run(workdir: str, *, metrics: str, num: int, reference: str | None,
                  features: str | None, seed: int = 0, step: int | None = None,
-                 batch_size: int = 250) -> dict[str, Any]:
+                 batch_size: int = 250, ema: bool = True) -> dict[str, Any]:
   """Evaluates checkpoint ``step`` (default newest) of the run in ``workdir``.
 
-  A generative run is sampled (``num`` images, EMA generator when kept) and
+  A generative run is sampled (``num`` images, EMA generator when kept and
+  ``ema``; ``Method.sampling_variables``) and
   compared with ``reference`` (default: the run's dataset, test split) in the
   ``features`` space; a classifier run is scored by its ``accuracy`` on
   ``reference``. The result is written to ``WORKDIR/eval/`` as JSON.
@@ -291,17 +292,17 @@ def evaluate_run(workdir: str, *, metrics: str, num: int, reference: str | None,
   else:
     names = parse_metrics(metrics)
     space = features_lib.load(features, batch_size)
-    samples = sample.generate_images(method, method.sampling_variables(state), num, seed)
+    samples = sample.generate_images(method, method.sampling_variables(state, ema), num, seed)
     result = evaluate_images(samples["images"], metrics=names, space=space,
                              reference=reference, num_reference=num, crop=method.config.crop,
                              seed=seed, batch_size=batch_size)
-    result["protocol"]["samples"].update(
-        source=f"{workdir} step {step}",
-        network="EMA generator" if method.sampling_network in state.ema_params else "generator",
-        seed=seed)
+    result["protocol"]["samples"].update(source=f"{workdir} step {step}", seed=seed,
+                                         network=method.sampling_description(state, ema))
     features_name = space.name
   result["step"] = step
   path = result_path(workdir, step, features_name, reference)
+  if not ema:  # Beside the EMA network's figures, not over them.
+    path = path.with_name(f"{path.stem}_noema.json")
   write_result(path, result)
   return {**result, "path": str(path)}
 
@@ -400,7 +401,6 @@ def evaluate_state(config, method, state, step: int, space: features_lib.Feature
                            space=space, reference=config_reference(config),
                            num_reference=settings.num_samples, crop=config.crop,
                            seed=config.seed, batch_size=settings.batch_size)
-  result["protocol"]["samples"].update(
-      source=f"training step {step}", seed=config.seed,
-      network="EMA generator" if method.sampling_network in state.ema_params else "generator")
+  result["protocol"]["samples"].update(source=f"training step {step}", seed=config.seed,
+                                       network=method.sampling_description(state))
   return {**result, "step": step}

@@ -6,6 +6,7 @@ they are trained: which losses, in which order, with which regularisers.
 """
 
 import abc
+import functools
 from typing import Any
 
 import jax
@@ -74,8 +75,8 @@ class Method(abc.ABC):
     """
 
   @abc.abstractmethod
-  def generate(self, variables: dict[str, Any], rng: jax.Array,
-               labels: jax.Array) -> jax.Array:
+  def generate(self, variables: dict[str, Any], rng: jax.Array, labels: jax.Array,
+               mutable: bool | list[str] = False):
     """Samples images from the sampling network.
 
     Args:
@@ -84,10 +85,20 @@ class Method(abc.ABC):
       rng: PRNG key.
       labels: int32 [N] classes to generate; only their number matters for
         unconditional methods.
+      mutable: as in Flax's ``apply``: False samples in inference mode; a
+        list of collections runs the network in training mode, updating those
+        collections (``standing_statistics`` measures batch norm so).
 
     Returns:
-      float32 [N, H, W, C] images in [-1, 1].
+      float32 [N, H, W, C] images in [-1, 1]; with ``mutable``, also the
+      updated collections.
     """
+
+  def sample_labels(self, num: int) -> jax.Array:
+    """Labels for ``num`` samples: every class in turn, or zeros if unconditional."""
+    if self.conditional:
+      return jnp.arange(num, dtype=jnp.int32) % self.info.num_classes
+    return jnp.zeros((num,), jnp.int32)
 
   def init(self, rng: jax.Array) -> TrainState:
     """The initial train state (pure: ``jit`` it with output shardings)."""
@@ -105,11 +116,60 @@ class Method(abc.ABC):
         opt_state={name: self.optimizers[name].init(params[name]) for name in params},
         ema_params=ema_params)
 
-  def sampling_variables(self, state: TrainState) -> dict[str, Any]:
-    """Variables of the sampling network, with its EMA parameters if kept."""
+  def sampling_variables(self, state: TrainState, ema: bool = True) -> dict[str, Any]:
+    """Variables of the sampling network, as every sample of a run is drawn.
+
+    Args:
+      state: the train state.
+      ema: use the EMA parameters when the run keeps them, with non-parameter
+        collections measured for them (``standing_statistics``); False gives
+        the trained parameters with their own running statistics.
+    """
     name = self.sampling_network
-    params = state.ema_params.get(name, state.params[name])
-    return {"params": params, **state.collections[name]}
+    variables = {"params": state.params[name], **state.collections[name]}
+    if not (ema and name in state.ema_params):
+      return variables
+    variables["params"] = state.ema_params[name]
+    if not state.collections[name] or not self.generative:
+      return variables
+    return self.standing_statistics(variables)
+
+  def sampling_description(self, state: TrainState, ema: bool = True) -> str:
+    """Which network ``sampling_variables(state, ema)`` gives, for evaluation protocols."""
+    name = self.sampling_network
+    if not (ema and name in state.ema_params):
+      return name
+    if state.collections[name] and self.generative:
+      return (f"EMA {name}, decay {self.ema_decay} (debiased), its statistics measured on "
+              f"{self.config.ema_standing_batches} batches of 64")
+    return f"EMA {name}, decay {self.ema_decay} (debiased)"
+
+  def standing_statistics(self, variables: dict[str, Any]) -> dict[str, Any]:
+    """``variables`` with collections that belong to their parameters.
+
+    Running statistics follow the parameters that produced them, and EMA
+    parameters never ran in training: paired with the trained network's
+    batch-norm statistics they normalise with the wrong means and variances.
+    Like StudioGAN's "standing statistics", the network runs in training
+    mode on ``config.ema_standing_batches`` batches of 64 fresh samples, each
+    updating its collections by the layers' own rule: a batch norm of
+    momentum 0.9 keeps 0.9**64 (0.1%) of the trained network's statistics
+    after 64 batches, and spectral norm's power iteration settles on the
+    EMA weights' own singular vectors. The samples are drawn from a fixed
+    key, so the result is a function of ``variables``.
+    """
+    params = variables["params"]
+    collections = {k: v for k, v in variables.items() if k != "params"}
+    labels = self.sample_labels(64)
+    for rng in jax.random.split(jax.random.PRNGKey(0), self.config.ema_standing_batches):
+      collections = self._standing_update(params, collections, rng, labels)
+    return {"params": params, **collections}
+
+  @functools.partial(jax.jit, static_argnums=0)
+  def _standing_update(self, params, collections, rng, labels):
+    _, collections = self.generate({"params": params, **collections}, rng, labels,
+                                   mutable=list(collections))
+    return collections
 
   def apply(self, name: str, params: Any, collections: dict[str, Any], *args,
             rngs: dict[str, jax.Array] | None = None, **kwargs) -> tuple[Any, dict[str, Any]]:

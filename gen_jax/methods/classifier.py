@@ -43,6 +43,6 @@ class Classifier(Method):
     """Logits [B, num_classes] and penultimate features [B, D] of images in [-1, 1]."""
     return self.networks["classifier"].apply(variables, images, return_features=True)
 
-  def generate(self, variables, rng, labels):
+  def generate(self, variables, rng, labels, mutable=False):
     raise TypeError("a classifier run does not generate images; use it as a feature "
                     "network: --features classifier:WORKDIR")

@@ -328,13 +328,15 @@ class GAN(Method):
                    g_grad_norm=optax.global_norm(g_grads))
     return state, metrics
 
-  def generate(self, variables, rng, labels, truncation: float | None = None):
+  def generate(self, variables, rng, labels, mutable=False, truncation: float | None = None):
     """Samples images; ``truncation`` overrides ``method.truncation`` (0: off)."""
     truncation = self.truncation if truncation is None else truncation
     latents = self.sample_latents(rng, labels, truncation)
-    images = self.networks["generator"].apply(variables, latents.z,
-                                              self._labels_arg(labels), train=False)
-    return images.astype(jnp.float32)
+    out = self.networks["generator"].apply(variables, latents.z, self._labels_arg(labels),
+                                           train=bool(mutable), mutable=mutable)
+    if mutable:
+      return out[0].astype(jnp.float32), out[1]
+    return out.astype(jnp.float32)
 
   def code_names(self) -> list[str]:
     """InfoGAN's codes by name: ``categorical0``, ..., ``continuous0``, ..."""

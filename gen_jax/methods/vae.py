@@ -54,6 +54,7 @@ class VAE(Method):
     state = state.replace(step=state.step + 1, collections={"vae": collections})
     return state, {"loss": loss, "nll": nll, "kl": kl, "negative_elbo": nll + kl}
 
-  def generate(self, variables, rng, labels):
+  def generate(self, variables, rng, labels, mutable=False):
     z = jax.random.normal(rng, (labels.shape[0], self.vae.latent_dim))
-    return self.vae.apply(variables, z, method=self.vae.sample_mean).astype(jnp.float32)
+    return self.vae.apply(variables, z, train=bool(mutable), mutable=mutable,
+                          method=self.vae.sample_mean)

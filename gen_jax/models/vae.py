@@ -52,9 +52,9 @@ class VAE(nn.Module):
       out["log_scale"] = self.param("log_scale", nn.initializers.zeros, ())
     return out
 
-  def sample_mean(self, z: jax.Array) -> jax.Array:
+  def sample_mean(self, z: jax.Array, train: bool = False) -> jax.Array:
     """z: [N, latent_dim] -> the decoder's mean image [N, H, W, C] in [-1, 1]."""
-    decoded = self.decoder(z, train=False).astype(jnp.float32)
+    decoded = self.decoder(z, train=train).astype(jnp.float32)
     if self.likelihood == "bernoulli":
       return 2.0 * jax.nn.sigmoid(decoded) - 1.0
     return jnp.clip(decoded, -1.0, 1.0)

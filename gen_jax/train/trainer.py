@@ -115,13 +115,6 @@ class StopSignals:
     return previous is not None and bool(previous)
 
 
-def grid_labels(method: Method, num: int) -> jax.Array:
-  """Labels for ``num`` samples: every class in turn, or zeros if unconditional."""
-  if method.conditional:
-    return jnp.arange(num, dtype=jnp.int32) % method.info.num_classes
-  return jnp.zeros((num,), jnp.int32)
-
-
 def _finite_parts(state: TrainState) -> dict[str, jax.Array]:
   """``{'params/generator': no NaN or Inf in it, ...}`` over the float parts of ``state``."""
   parts = {}
@@ -239,7 +232,7 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: epath.Path,
   finite_parts = jax.jit(_finite_parts, out_shardings=replicated)
   generate = jax.jit(method.generate, out_shardings=replicated)
   grid_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0x5A3)  # same z every grid
-  grid_label_array = grid_labels(method, config.num_grid_images)
+  grid_labels = method.sample_labels(config.num_grid_images)
 
   # ---- Host side: data, writers, progress.
   def batches_from(step: int):
@@ -259,7 +252,7 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: epath.Path,
 
   def write_grid(step: int) -> None:
     samples = images.to_uint8(jax.device_get(
-        generate(method.sampling_variables(state), grid_rng, grid_label_array)))
+        generate(method.sampling_variables(state), grid_rng, grid_labels)))
     grid = images.make_grid(samples)
     writer.write_images(step, {"samples": grid[None]})
     if is_chief:
