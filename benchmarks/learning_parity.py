@@ -27,7 +27,7 @@ MNIST classifier (``experiments/classifier/mnist.py``):
 It prints one row per (framework, network, seed, step), the medians over
 seeds, and a verdict comparing gen_jax's default sampling path (EMA when the
 config keeps one) and its raw generator with the twin's raw generator at the
-final step. All rows are also written to ``WORKDIR/rows.jsonl``.
+final step. All rows are also written to ``WORKDIR/rows_<config>.jsonl``.
 
 PyTorch is not a dependency of gen_jax: only the twin and ``--check`` import
 it (``pip install torch``, a CPU build is enough).
@@ -64,7 +64,15 @@ import subprocess
 import sys
 import time
 
+from flax import linen
+import jax
+import jax.numpy as jnp
 import numpy as np
+
+from gen_jax import configs, data, images, methods, sample
+from gen_jax.evaluation import features, metrics
+from gen_jax.models import layers
+from gen_jax.train.checkpoint import Checkpoints
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # The configs whose networks the twin builds (the MNIST DCGAN and cGAN); the
@@ -89,7 +97,6 @@ METRIC_TOLERANCE = 1e-3
 
 def load_config(spec: str, seed: int, steps: int | None, dataset: str | None):
   """The experiment config as ``gen-jax train`` would see it with the overrides."""
-  from gen_jax import configs  # pylint: disable=g-import-not-at-top
   if spec.removeprefix("./") not in SUPPORTED_CONFIGS:
     raise SystemExit(f"--config {spec} has no PyTorch twin yet; supported: "
                      f"{', '.join(SUPPORTED_CONFIGS)}")
@@ -110,7 +117,6 @@ def load_config(spec: str, seed: int, steps: int | None, dataset: str | None):
 
 def build_method(config):
   """gen_jax's method (networks, optimizers, train step) for ``config``."""
-  from gen_jax import configs, data, methods  # pylint: disable=g-import-not-at-top
   return methods.build(config, data.describe(configs.data_spec(config)))
 
 
@@ -132,8 +138,8 @@ def twin_classes(torch):
   nn = torch.nn
   functional = torch.nn.functional
 
-  def tensor(array):
-    return torch.from_numpy(np.array(array, np.float32))
+  def tensor(values):
+    return torch.from_numpy(np.array(values, np.float32))
 
   def array(t):
     return t.detach().cpu().numpy()
@@ -196,7 +202,6 @@ def twin_classes(torch):
 
     def __init__(self, in_features, features, kernel_size, stride, use_bias):
       super().__init__()
-      from gen_jax.models import layers  # pylint: disable=g-import-not-at-top
       ((lo, hi),) = layers.conv_transpose_padding((kernel_size,), (stride,), "SAME")
       self.crop = max(lo - hi, 0)
       self.conv = nn.ConvTranspose2d(in_features, features, kernel_size, stride,
@@ -283,7 +288,7 @@ def twin_classes(torch):
       return params, stats
 
   class Generator(Twin):
-    """``DCGANGenerator``: [z, one_hot(y)] -> Dense -> BN -> act -> (ConvT -> BN -> act)* -> ConvT -> tanh."""
+    """``DCGANGenerator``: [z, one_hot(y)] -> Dense, BN, act -> (ConvT, BN, act)* -> ConvT, tanh."""
 
     def __init__(self, g, latent_dim):
       super().__init__()
@@ -504,7 +509,7 @@ class TorchTwin:
     torch = self.torch
     network = copy.deepcopy(self.ema)
     for module in network.modules():
-      if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):  # pylint: disable=protected-access
+      if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
         module.reset_running_stats()
         module.momentum = None
     rng = torch.Generator().manual_seed(seed)
@@ -522,7 +527,6 @@ class TorchTwin:
 
     The labels are those of ``gen_jax.sample.generate_images``.
     """
-    from gen_jax import images  # pylint: disable=g-import-not-at-top
     torch = self.torch
     rng = torch.Generator().manual_seed(seed)
     labels = torch.arange(num) % max(self.method.info.num_classes, 1)
@@ -552,13 +556,13 @@ def torch_batch(torch, batch):
   return real, torch.from_numpy(np.asarray(batch["label"], np.int64))
 
 
-def import_torch():
+def import_torch(threads: int = 2):
   try:
-    import torch  # pylint: disable=g-import-not-at-top
+    import torch  # Optional: only the twin needs it.
   except ImportError:
     raise SystemExit("torch is not installed: the twin needs PyTorch (`pip install torch`, "
                      "a CPU build is enough); gen_jax itself does not depend on it") from None
-  torch.set_num_threads(2)
+  torch.set_num_threads(threads)
   return torch
 
 
@@ -571,18 +575,16 @@ def flax_dropout_masks(method, params, collections, images, labels, rng):
   Masks depend only on the dropout key and the shapes, so the call is made
   again with every Dropout fed ones: its output is then the mask itself.
   """
-  import flax.linen as nn  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   masks = {}
 
   def capture(next_fun, args, kwargs, context):
-    if isinstance(context.module, nn.Dropout) and context.method_name == "__call__":
+    if isinstance(context.module, linen.Dropout) and context.method_name == "__call__":
       mask = next_fun(jnp.ones_like(args[0]), *args[1:], **kwargs)
       masks.setdefault(context.module.name, []).append(np.asarray(mask))
       return args[0] * mask
     return next_fun(*args, **kwargs)
 
-  with nn.intercept_methods(capture):
+  with linen.intercept_methods(capture):
     method.apply("discriminator", params, collections, images,
                  labels_arg(method, labels), rngs={"dropout": rng})
   return masks
@@ -597,7 +599,6 @@ def set_masks(torch, discriminator, masks) -> None:
 
 def max_difference(a, b) -> float:
   """Largest absolute difference between two pytrees of the same structure."""
-  import jax  # pylint: disable=g-import-not-at-top
   diffs = jax.tree.map(lambda x, y: float(np.max(np.abs(np.asarray(x) - np.asarray(y)))), a, b)
   return max(jax.tree.leaves(diffs), default=0.0)
 
@@ -621,7 +622,6 @@ def report_trained(name: str, flax_tree, torch_tree, failures: list[str] | None)
   difference above 1e-6, means a bug. ``failures`` None makes the comparison
   informative only.
   """
-  import jax  # pylint: disable=g-import-not-at-top
   diffs = [np.abs(np.asarray(a) - np.asarray(b)).ravel()
            for a, b in zip(jax.tree.leaves(flax_tree), jax.tree.leaves(torch_tree))]
   diffs = np.concatenate(diffs)
@@ -680,9 +680,7 @@ def check_running_var(flax_old, flax_new, torch_new, count: int, updates: int) -
 
 def run_check(args) -> int:
   """``--check``: the twin computes gen_jax's functions (forward and two train steps)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from gen_jax import configs, data  # pylint: disable=g-import-not-at-top
-  torch = import_torch()
+  torch = import_torch(args.torch_threads)
   seed = args.seeds[0]
   config = load_config(args.config, seed, args.steps, args.dataset)
   method = build_method(config)
@@ -767,7 +765,6 @@ def run_check(args) -> int:
 
 
 def jnp_labels(batch):
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   return jnp.asarray(batch["label"], jnp.int32)
 
 
@@ -811,7 +808,6 @@ def gen_jax_command(*args: str, log: pathlib.Path) -> None:
 
 def saved_steps(workdir: pathlib.Path) -> set[int]:
   """The checkpoint steps of a gen_jax run (none if it has not started)."""
-  from gen_jax.train.checkpoint import Checkpoints  # pylint: disable=g-import-not-at-top
   if not (workdir / "checkpoints").is_dir():
     return set()
   checkpoints = Checkpoints(str(workdir), read_only=True)
@@ -841,8 +837,6 @@ def train_gen_jax(args, seed: int, run_dir: pathlib.Path, steps: int,
 def train_torch(torch, config, seed: int, run_dir: pathlib.Path,
                 eval_steps: list[int]) -> None:
   """Trains (or resumes) the twin, saving it at every step to score (``step_N.pt``)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from gen_jax import configs, data  # pylint: disable=g-import-not-at-top
   if all((run_dir / f"step_{s}.pt").is_file() for s in eval_steps):
     return
   method = build_method(config)
@@ -850,7 +844,7 @@ def train_torch(torch, config, seed: int, run_dir: pathlib.Path,
   latent_rng = torch.Generator().manual_seed(seed)
   done = [s for s in eval_steps if (run_dir / f"step_{s}.pt").is_file()]
   if done:
-    saved = torch.load(run_dir / f"step_{max(done)}.pt", weights_only=False)
+    saved = torch.load(run_dir / f"step_{max(done)}.pt")
     twin.load_state_dict(saved)
     latent_rng.set_state(saved["latent_rng"])
   batches = data.train_batches(configs.data_spec(config), global_batch_size=config.batch_size,
@@ -875,7 +869,6 @@ def ensure_classifier(args) -> str:
   """``--classifier``, or a classifier trained once into ``WORKDIR/classifier``."""
   if args.classifier:
     return args.classifier
-  from gen_jax import configs  # pylint: disable=g-import-not-at-top
   workdir = pathlib.Path(args.workdir) / "classifier"
   steps = configs.load(str(ROOT / CLASSIFIER_CONFIG)).num_train_steps
   if steps not in saved_steps(workdir):
@@ -892,9 +885,6 @@ class Scorer:
   """The MNIST classifier's judgement of samples, against the test split."""
 
   def __init__(self, classifier: str, config):
-    from gen_jax import configs, data, images  # pylint: disable=g-import-not-at-top
-    from gen_jax.evaluation import features, metrics  # pylint: disable=g-import-not-at-top
-    self.metrics = metrics
     self.space = features.classifier_space(classifier, batch_size=250)
     spec = configs.data_spec(config, split="test")
     reference = [images.to_uint8(b["image"])[b["mask"]]
@@ -913,8 +903,8 @@ class Scorer:
     shares = np.bincount(predicted[confident], minlength=probabilities.shape[-1])
     shares = shares / max(confident.sum(), 1)
     scores = {
-        "fid": self.metrics.frechet_distance(
-            *self.reference, *self.metrics.gaussian_statistics(extracted["pool"])),
+        "fid": metrics.frechet_distance(
+            *self.reference, *metrics.gaussian_statistics(extracted["pool"])),
         "confident": float(confident.mean()),
         "min_class": float(shares.min()),
         "max_class": float(shares.max()),
@@ -935,7 +925,6 @@ def raw_variables(method, state):
 
 def score_gen_jax(scorer, run_dir: pathlib.Path, seed: int, eval_steps: list[int],
                   num: int) -> list[dict]:
-  from gen_jax import sample  # pylint: disable=g-import-not-at-top
   rows = []
   for step in eval_steps:
     method, state, _ = sample.load_run(str(run_dir), step)
@@ -951,12 +940,11 @@ def score_gen_jax(scorer, run_dir: pathlib.Path, seed: int, eval_steps: list[int
 
 def score_torch(torch, scorer, config, run_dir: pathlib.Path, seed: int,
                 eval_steps: list[int], num: int) -> list[dict]:
-  import jax  # pylint: disable=g-import-not-at-top
   method = build_method(config)
   twin = TorchTwin(torch, method, method.init(jax.random.PRNGKey(seed)))
   rows = []
   for step in eval_steps:
-    twin.load_state_dict(torch.load(run_dir / f"step_{step}.pt", weights_only=False))
+    twin.load_state_dict(torch.load(run_dir / f"step_{step}.pt"))
     networks = {"raw": twin.generator}
     if twin.ema is not None:
       networks["ema"] = twin.ema_with_standing_stats(seed)
@@ -983,12 +971,12 @@ def table(rows: list[dict], keys: tuple[str, ...]) -> str:
 
 
 def medians(rows: list[dict]) -> list[dict]:
-  """Median of each score over seeds, per (framework, network, step)."""
+  """Median of each score over seeds, per (framework, network, step), by step."""
   groups = collections.defaultdict(list)
   for r in rows:
     groups[r["framework"], r["network"], r["step"]].append(r)
   out = []
-  for (framework, network, step), group in sorted(groups.items()):
+  for (framework, network, step), group in sorted(groups.items(), key=lambda kv: kv[0][::-1]):
     summary = {"framework": framework, "network": network, "step": step, "seeds": len(group)}
     for c in COLUMNS:
       if c in group[0]:
@@ -1029,9 +1017,12 @@ def parse_args(argv):
   parser.add_argument("--classifier", help="workdir of an experiments/classifier/mnist.py run; "
                       "default: train one into WORKDIR/classifier")
   parser.add_argument("--workdir", default="/tmp/learning_parity",
-                      help="runs, twin checkpoints and rows.jsonl (resumable)")
+                      help="runs, twin checkpoints and the rows (resumable)")
   parser.add_argument("--num_samples", type=int, default=10_000)
   parser.add_argument("--frameworks", default="jax,torch", help="jax, torch or both")
+  parser.add_argument("--torch_threads", type=int, default=2,
+                      help="PyTorch's threads; on a loaded machine 1 can be several times "
+                      "faster (its OpenMP threads wait on each other)")
   parser.add_argument("--check", action="store_true",
                       help="only check that the twin computes gen_jax's networks and step")
   args = parser.parse_args(argv)
@@ -1053,7 +1044,7 @@ def main(argv=None) -> int:
   eval_steps = sorted({int(s) for s in args.eval_steps.split(",") if s} | {steps})
   if eval_steps[0] <= 0 or eval_steps[-1] > steps:
     raise SystemExit(f"--eval_steps must be in [1, {steps}], got {args.eval_steps}")
-  torch = import_torch() if "torch" in args.frameworks else None
+  torch = import_torch(args.torch_threads) if "torch" in args.frameworks else None
   root = pathlib.Path(args.workdir) / args.config.replace("/", "_").replace(":", "_")
   classifier = ensure_classifier(args)
 
@@ -1073,7 +1064,7 @@ def main(argv=None) -> int:
     if torch is not None:
       rows += score_torch(torch, scorer, load_config(args.config, seed, steps, args.dataset),
                           root / f"torch_seed{seed}", seed, eval_steps, args.num_samples)
-  with open(pathlib.Path(args.workdir) / "rows.jsonl", "w") as f:
+  with open(root.with_name(f"rows_{root.name}.jsonl"), "w") as f:
     for r in rows:
       f.write(json.dumps({"config": args.config, "num_samples": args.num_samples, **r}) + "\n")
 
