@@ -90,6 +90,8 @@ CHECK_TOLERANCE = 1e-4
 # Relative, for losses and gradient norms: exact at step 1 (~1e-6), but from step 2
 # on they see the few parameters that Adam's first update moved apart (report_trained).
 METRIC_TOLERANCE = 1e-3
+# gen_jax's batch norms keep 0.9 of their running statistics per update (dcgan.py).
+BN_MOMENTUM = 0.9
 
 
 # ----------------------------------------------------------------------------- configs
@@ -238,7 +240,7 @@ def twin_classes(torch):
     def __init__(self, features, spatial):
       super().__init__()
       norm = nn.BatchNorm2d if spatial else nn.BatchNorm1d
-      self.norm = norm(features, eps=1e-5, momentum=0.1)
+      self.norm = norm(features, eps=1e-5, momentum=1 - BN_MOMENTUM)
 
     def forward(self, x):
       return self.norm(x)
@@ -673,7 +675,7 @@ def check_running_var(flax_old, flax_new, torch_new, count: int, updates: int) -
   With momentum m, k updates take the old variance to m**k * old + (1 - m) *
   sum(...) of batch variances; torch scales each batch variance by n / (n - 1).
   """
-  kept = 0.9**updates * flax_old
+  kept = BN_MOMENTUM**updates * flax_old
   expected = kept + (flax_new - kept) * count / (count - 1)
   return float(np.max(np.abs(expected - torch_new)))
 
@@ -717,7 +719,9 @@ def run_check(args) -> int:
       for m in masks:
         set_masks(torch, network.discriminator, m)
       dtype = next(network.generator.parameters()).dtype
-      torch_metrics = network.train_step(real.to(dtype), labels, z.to(dtype))
+      step_metrics = network.train_step(real.to(dtype), labels, z.to(dtype))
+      if network is twin:
+        torch_metrics = step_metrics
     for key in ("d_loss", "g_loss", "d_grad_norm", "g_grad_norm"):
       relative = abs(torch_metrics[key] / float(flax_metrics[key]) - 1)
       report(f"step {i + 1}: {key} {float(flax_metrics[key]):.5f}", relative, failures,
