@@ -29,8 +29,38 @@ seeds, and a verdict comparing gen_jax's default sampling path (EMA when the
 config keeps one) and its raw generator with the twin's raw generator at the
 final step. All rows are also written to ``WORKDIR/rows_<config>.jsonl``.
 
+``--check`` trains nothing: it asserts that the twin computes gen_jax's
+functions, on the config's real batches. The networks' outputs in eval and
+train mode (flax's dropout masks injected) at the initial and at trained
+weights, to 1e-4; the first step's losses and gradient norms, and its
+gradients element by element (Adam's first moments) as close to a float64
+twin as the float32 twin is; after two steps the parameters (all but a few
+entries in 10^3 that Adam's first update, about ``lr * sign(g)``, moves apart
+where g is at rounding level) and the batch-norm statistics.
+
+Where the frameworks differ, and what the twin does about it:
+
+* initialisation: torch's defaults draw weights and biases from
+  U(+-1/sqrt(fan_in)), a third of the weight variance of flax's truncated
+  LeCun normal (zero biases); the twin copies gen_jax's initial variables;
+* 'SAME' convolutions: lax pads 28 -> 14 (k5 s2) by (1, 2), torch's
+  ``padding=2`` by (2, 2), one pixel off; the twin pads explicitly;
+* transposed convolutions: flax's ``ConvTranspose`` (as lax's) correlates
+  the unflipped kernel, torch's is the adjoint of a convolution: the twin
+  flips the kernel, pads k - 1 - lo and crops lo - hi (k5 s2: 1 row and column);
+* layouts: flax flattens and reshapes NHWC, so the twin permutes around its
+  Dense layers rather than permuting their weights;
+* batch norm: same normalisation, but torch's running variance takes the
+  unbiased batch variance (n / (n - 1)), flax's the biased one; the twin keeps
+  torch's (the raw generator of batch 64 sees 1.6% more variance in its
+  projection's statistics) and ``--check`` verifies exactly that difference;
+* the twin's EMA generator is scored with standing statistics (recomputed
+  over fresh latents), gen_jax's with what ``method.sampling_variables``
+  gives.
+
 PyTorch is not a dependency of gen_jax: only the twin and ``--check`` import
-it (``pip install torch``, a CPU build is enough).
+it (``pip install torch``, a CPU build is enough). On a loaded machine
+``--torch_threads 1`` can be several times faster than 2.
 
 Usage::
 
