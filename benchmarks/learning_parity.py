@@ -948,21 +948,12 @@ class Scorer:
     return scores
 
 
-def raw_variables(method, state):
-  """The raw (non-EMA) generator's variables, with its running batch-norm statistics."""
-  try:
-    return method.sampling_variables(state, ema=False)
-  except TypeError:
-    # TODO(issue 21): remove once sampling_variables takes ema= in gen_jax.
-    return {"params": state.params["generator"], **state.collections["generator"]}
-
-
 def score_gen_jax(scorer, run_dir: pathlib.Path, seed: int, eval_steps: list[int],
                   num: int) -> list[dict]:
   rows = []
   for step in eval_steps:
     method, state, _ = sample.load_run(str(run_dir), step)
-    variables = {"raw": raw_variables(method, state)}
+    variables = {"raw": method.sampling_variables(state, ema=False)}
     if method.ema_decay > 0:
       variables["ema"] = method.sampling_variables(state)
     for network, v in variables.items():
