@@ -24,7 +24,8 @@ from PIL import Image
 from conftest import EXPERIMENTS, ROOT, SMOKE_CONFIG, gen_jax, smoke_run
 from gen_jax import configs, data, sample
 from gen_jax.train import workdir_lock
-from test_preemption import damage
+from gen_jax.train.checkpoint import CHECKSUMS_FILE, CORRUPT_DIR, Checkpoints
+from test_preemption import abstract_state, damage
 
 # ----------------------------------------------------------------------------- workdir lock
 
@@ -138,15 +139,42 @@ def test_train_refuses_a_workdir_in_use(trained_workdir, npz_factory):
   assert f"in use by another training run (pid {holder.pid}" in result.stderr
 
 
-def test_sampling_passes_over_a_damaged_newest_checkpoint(trained_workdir, tmp_path, caplog):
+@pytest.mark.parametrize("how", ["truncate", "bitrot"])
+def test_sampling_passes_over_a_damaged_newest_checkpoint(trained_workdir, tmp_path, caplog,
+                                                         how):
   workdir = shutil.copytree(trained_workdir, tmp_path / "run")
-  damage(workdir / "checkpoints" / "4", "truncate")
+  damage(workdir / "checkpoints" / "4", how)
   _, _, step = sample.load_run(workdir)
   assert step == 2
   assert "using checkpoint 2" in caplog.text and "checkpoint(s) 4 cannot be restored" in caplog.text
   assert (workdir / "checkpoints" / "4").is_dir()  # Read-only: left where it was.
   with pytest.raises(RuntimeError, match=r"can be restored; tried step 4: .*Other steps: \[2\]"):
     sample.load_run(workdir, step=4)
+
+
+def test_bit_rot_fails_the_checksums_and_the_checkpoint_is_moved_aside(
+    trained_workdir, npz_factory, tmp_path, caplog):
+  workdir = shutil.copytree(trained_workdir, tmp_path / "run")
+  assert json.loads((workdir / "checkpoints/4" / CHECKSUMS_FILE).read_text())
+  damage(workdir / "checkpoints" / "4", "bitrot")
+  config = smoke_config(dataset=npz_factory((28, 28, 1)))
+  checkpoints = Checkpoints(workdir)
+  step, _, _ = checkpoints.restore_newest(abstract_state(config), config)
+  checkpoints.close()
+  assert step == 2
+  assert re.search(r"checkpoint 4 in .* cannot be restored \(DamagedCheckpointError: .*/4/state/"
+                   r"\S+ does not match the sha256 recorded when checkpoint 4 was saved",
+                   caplog.text)
+  assert "were moved to " + str(workdir / CORRUPT_DIR / "4") in caplog.text
+  assert Checkpoints(workdir, read_only=True).all_steps() == [2]
+
+
+def test_checkpoint_without_checksums_restores_unverified(trained_workdir, tmp_path, caplog):
+  workdir = shutil.copytree(trained_workdir, tmp_path / "run")
+  (workdir / "checkpoints/4" / CHECKSUMS_FILE).unlink()
+  assert sample.load_run(workdir)[2] == 4
+  assert f"{workdir / 'checkpoints/4'} has no {CHECKSUMS_FILE}" in caplog.text
+  assert "restoring it unverified" in caplog.text
 
 
 # ----------------------------------------------------------------------------- config values

@@ -13,8 +13,16 @@ never read (and is deleted by the next run), never a partial ``<step>``. A
 ``<step>`` whose files were damaged later (truncated, deleted) fails to restore:
 `Checkpoints.restore_newest` then falls back to an older one and moves the bad
 one to ``WORKDIR/checkpoints_corrupt/<step>``.
+
+Bit rot and overwritten files are caught too: before Orbax commits a save, the
+sha256 of every file it wrote goes into ``<step>/checksums.json`` (in Orbax's
+background thread, so training does not wait for it), and each restore first
+checks the files against it. A mismatch makes the checkpoint damaged, like an
+unreadable one. Checkpoints without the file (made before it was recorded)
+restore unverified, with a warning.
 """
 
+import hashlib
 import json
 from typing import Any
 
@@ -30,6 +38,12 @@ from gen_jax import configs
 
 # Where unreadable checkpoints are moved, beside WORKDIR/checkpoints.
 CORRUPT_DIR = "checkpoints_corrupt"
+
+# In each checkpoint: {relative path: sha256} of the files its save wrote.
+CHECKSUMS_FILE = "checksums.json"
+# The checkpoint's items, the directories whose files are hashed (Orbax may
+# still update its own files at the top of the step directory after the hook).
+ITEMS = ("state", "meta")
 
 # The config sections that decide what the saved state means; everything else
 # (run length, logging, learning rates, data source) may change on resume.
@@ -59,6 +73,11 @@ class Checkpoints:
     options = dict(create=not read_only, read_only=read_only,
                    enable_async_checkpointing=not read_only,
                    cleanup_tmp_directories=not read_only)
+    self._saving: int | None = None  # The step of the save in progress.
+    if not read_only:
+      # Runs once the save's files are written, before Orbax renames it into place.
+      options["async_options"] = ocp.AsyncOptions(
+          post_finalization_callback=self._record_checksums)
     if best_metric and not read_only:
       # orbax's policies: a checkpoint survives if it is among the newest OR the best.
       policies = ocp.checkpoint_managers
@@ -73,7 +92,7 @@ class Checkpoints:
       options["max_to_keep"] = max_to_keep
     self.manager = ocp.CheckpointManager(self.directory,
                                          options=ocp.CheckpointManagerOptions(**options),
-                                         item_names=("state", "meta"))
+                                         item_names=ITEMS)
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
@@ -102,20 +121,57 @@ class Checkpoints:
             f"run with the config the checkpoints were made with.")
 
   def restore(self, step: int, abstract_state: Any) -> Any:
-    """Restores the state of ``step`` into the shapes and shardings of ``abstract_state``."""
+    """Restores the state of ``step`` into the shapes and shardings of ``abstract_state``,
+    after `verify`."""
+    self.verify(step)
+    return self._restore_state(step, abstract_state)
+
+  def _restore_state(self, step: int, abstract_state: Any) -> Any:
     logging.info("restoring checkpoint %s/%d", self.directory, step)
     args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
     return self.manager.restore(step, args=args)["state"]
+
+  def verify(self, step: int) -> None:
+    """Checks the files of checkpoint ``step`` against the checksums of its save.
+
+    Raises:
+      DamagedCheckpointError: a file is missing or its bytes changed since the save.
+    """
+    step_dir = self.directory / str(step)
+    recorded_path = step_dir / CHECKSUMS_FILE
+    if not recorded_path.exists():
+      logging.warning("checkpoint %s has no %s (saved by an older gen_jax): restoring it "
+                      "unverified", step_dir, CHECKSUMS_FILE)
+      return
+    recorded = json.loads(recorded_path.read_text())
+    for name, digest in recorded.items():
+      path = step_dir / name
+      if not path.exists():
+        raise DamagedCheckpointError(f"{path} is missing (checkpoint {step} was saved with it)")
+      if _sha256(path) != digest:
+        raise DamagedCheckpointError(
+            f"{path} does not match the sha256 recorded when checkpoint {step} was saved (its "
+            f"bytes changed since: bit rot or an overwritten file)")
+
+  def _record_checksums(self) -> None:
+    """Writes ``checksums.json`` into the save being committed (Orbax's hook, on process 0
+    once every process has written its files)."""
+    # The save's temporary directory; the step directory itself where Orbax writes in place.
+    pending = list(self.directory.glob(f"{self._saving}.orbax-checkpoint-tmp*"))
+    step_dir = pending[0] if len(pending) == 1 else self.directory / str(self._saving)
+    (step_dir / CHECKSUMS_FILE).write_text(json.dumps(checksums(step_dir), indent=1,
+                                                      sort_keys=True))
 
   def restore_newest(self, abstract_state: Any,
                      config: ml_collections.ConfigDict | None = None,
                      steps: list[int] | None = None) -> tuple[int, Any, dict[str, Any]] | None:
     """The newest checkpoint that restores, falling back to older ones.
 
-    A checkpoint that cannot be read (truncated or missing files) is passed over
-    with a warning naming its step. Once an older one restores, the unreadable
-    ones are moved to ``WORKDIR/checkpoints_corrupt/<step>`` (kept for
-    inspection, out of the way of later saves), unless this is read-only: then
+    A checkpoint that cannot be read (truncated or missing files, or files that
+    differ from the checksums of its save) is passed over with a warning naming
+    its step. Once an older one restores, the unreadable ones are moved to
+    ``WORKDIR/checkpoints_corrupt/<step>`` (kept for inspection, out of the way
+    of later saves), unless this is read-only: then
     they stay where they are. When none restores, nothing is moved: a failure
     common to all (say, code that changed the state's structure) must not empty
     the workdir.
@@ -139,6 +195,7 @@ class Checkpoints:
     for step in sorted(self.all_steps() if steps is None else steps, reverse=True):
       error = None
       try:
+        self.verify(step)
         meta = self.meta(step)
         saved_config = meta["config"]
       except Exception as e:  # noqa: BLE001 - Orbax and TensorStore raise many types.
@@ -148,7 +205,7 @@ class Checkpoints:
           self.check_same_model(step, config, saved_config)
         abstract = abstract_state(meta) if callable(abstract_state) else abstract_state
         try:
-          state = self.restore(step, abstract)
+          state = self._restore_state(step, abstract)
         except Exception as e:  # noqa: BLE001
           error = e
       if not _on_every_process(error is None):
@@ -222,6 +279,9 @@ class Checkpoints:
     """
     meta = {"config": configs.to_json_dict(config), "data_info": data_info,
             "skipped_batches": [list(span) for span in skipped_batches]}
+    # Orbax finishes the previous save before it starts this one, so one step is pending.
+    self.manager.wait_until_finished()
+    self._saving = step
     self.manager.save(step, metrics=metrics, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
 
@@ -233,6 +293,21 @@ class Checkpoints:
     """Waits for pending saves and releases the manager."""
     self.manager.wait_until_finished()
     self.manager.close()
+
+
+class DamagedCheckpointError(RuntimeError):
+  """A checkpoint's files differ from those its save wrote."""
+
+
+def _sha256(path: epath.Path) -> str:
+  with path.open("rb") as f:
+    return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def checksums(step_dir: epath.Path) -> dict[str, str]:
+  """``{path relative to step_dir: sha256}`` of the files of a checkpoint's items."""
+  return {str((folder / name).relative_to(step_dir)): _sha256(folder / name)
+          for item in ITEMS for folder, _, names in (step_dir / item).walk() for name in names}
 
 
 def abstract_with_sharding(abstract: Any, sharding: jax.sharding.Sharding) -> Any:
