@@ -24,7 +24,8 @@ from PIL import Image
 from conftest import EXPERIMENTS, ROOT, SMOKE_CONFIG, gen_jax, smoke_run
 from gen_jax import configs, data, sample
 from gen_jax.train import workdir_lock
-from gen_jax.train.checkpoint import CHECKSUMS_FILE, CORRUPT_DIR, Checkpoints
+from gen_jax.train.checkpoint import (CHECKSUMS_FILE, CORRUPT_DIR, Checkpoints,
+                                      ConfigChangedError)
 from test_preemption import abstract_state, damage
 
 # ----------------------------------------------------------------------------- workdir lock
@@ -175,6 +176,36 @@ def test_checkpoint_without_checksums_restores_unverified(trained_workdir, tmp_p
   assert sample.load_run(workdir)[2] == 4
   assert f"{workdir / 'checkpoints/4'} has no {CHECKSUMS_FILE}" in caplog.text
   assert "restoring it unverified" in caplog.text
+
+
+@pytest.mark.parametrize("overrides, named", [
+    ({"ema_decay": 0.0}, "config.ema_decay was 0.999, now 0.0"),
+    ({"channels": 3}, "config.channels was null, now 3"),
+])
+def test_a_config_change_that_alters_the_state_is_named_and_the_checkpoints_kept(
+    trained_workdir, npz_factory, tmp_path, overrides, named):
+  workdir = shutil.copytree(trained_workdir, tmp_path / "run")
+  config = smoke_config(dataset=npz_factory((28, 28, 1)), **overrides)
+  checkpoints = Checkpoints(workdir)
+  with pytest.raises(ConfigChangedError) as error:
+    checkpoints.restore_newest(abstract_state(config), config)
+  checkpoints.close()
+  assert "checkpoint 4 in " in str(error.value)
+  assert "is sound (its files match the checksums of its save)" in str(error.value)
+  assert named in str(error.value) and "damaged" not in str(error.value)
+  assert "The checkpoints are left as they are" in str(error.value)
+  assert Checkpoints(workdir, read_only=True).all_steps() == [2, 4]
+  assert not (workdir / CORRUPT_DIR).exists()
+
+
+def test_allowed_config_changes_resume(trained_workdir, npz_factory, tmp_path):
+  workdir = shutil.copytree(trained_workdir, tmp_path / "run")
+  config = smoke_config(dataset=npz_factory((28, 28, 1)), ema_decay=0.9, batch_size=16,
+                        **{"optimizers.generator.learning_rate": 1e-3})
+  checkpoints = Checkpoints(workdir)
+  step, _, _ = checkpoints.restore_newest(abstract_state(config), config)
+  checkpoints.close()
+  assert step == 4
 
 
 # ----------------------------------------------------------------------------- config values

@@ -131,8 +131,12 @@ class Checkpoints:
     args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
     return self.manager.restore(step, args=args)["state"]
 
-  def verify(self, step: int) -> None:
+  def verify(self, step: int) -> bool:
     """Checks the files of checkpoint ``step`` against the checksums of its save.
+
+    Returns:
+      True if they match, False if the checkpoint has no checksums (saved by an
+      older gen_jax): then it is restored unverified, with a warning.
 
     Raises:
       DamagedCheckpointError: a file is missing or its bytes changed since the save.
@@ -142,7 +146,7 @@ class Checkpoints:
     if not recorded_path.exists():
       logging.warning("checkpoint %s has no %s (saved by an older gen_jax): restoring it "
                       "unverified", step_dir, CHECKSUMS_FILE)
-      return
+      return False
     recorded = json.loads(recorded_path.read_text())
     for name, digest in recorded.items():
       path = step_dir / name
@@ -152,6 +156,28 @@ class Checkpoints:
         raise DamagedCheckpointError(
             f"{path} does not match the sha256 recorded when checkpoint {step} was saved (its "
             f"bytes changed since: bit rot or an overwritten file)")
+    return True
+
+  def _config_change(self, step: int, meta: dict[str, Any],
+                     config: ml_collections.ConfigDict, error: Exception) -> str:
+    """Why sound checkpoint ``step`` does not restore into ``config``'s state: the keys."""
+    changed = _differences(meta["config"], configs.to_json_dict(config))
+    data_info = meta.get("data_info", {})
+    message = (f"checkpoint {step} in {self.directory} is sound (its files match the "
+               f"checksums of its save), but its train state does not fit the one of this "
+               f"config ({_summary(error)}). ")
+    if not changed:
+      return message + ("No config key differs from the checkpoint's: the code that builds "
+                        "the train state changed (another gen_jax version?). The checkpoints "
+                        "are left as they are; train in another --workdir, or with that code.")
+    keys = "; ".join(f"config.{key} was {json.dumps(saved)}, now {json.dumps(now)}"
+                     for key, saved, now in changed)
+    return message + (
+        f"The config differs from the checkpoint's in: {keys} (the checkpoint's data: images "
+        f"{data_info.get('image_shape')}, {data_info.get('num_classes')} classes). Turning "
+        f"EMA on or off (ema_decay 0), data of other channels or classes, or other model sizes "
+        f"change what the train state holds. The checkpoints are left as they are: resume "
+        f"with the checkpoint's values, or train in another --workdir.")
 
   def _record_checksums(self) -> None:
     """Writes ``checksums.json`` into the save being committed (Orbax's hook, on process 0
@@ -189,13 +215,15 @@ class Checkpoints:
 
     Raises:
       ValueError: the checkpoints are of another model (`check_same_model`).
+      ConfigChangedError: a checkpoint whose files match its checksums does not
+        restore into ``abstract_state``: the config changed; names its keys.
       RuntimeError: there are checkpoints but none restores; lists each error.
     """
     failures = []
     for step in sorted(self.all_steps() if steps is None else steps, reverse=True):
-      error = None
+      error, verified = None, False
       try:
-        self.verify(step)
+        verified = self.verify(step)
         meta = self.meta(step)
         saved_config = meta["config"]
       except Exception as e:  # noqa: BLE001 - Orbax and TensorStore raise many types.
@@ -207,6 +235,9 @@ class Checkpoints:
         try:
           state = self._restore_state(step, abstract)
         except Exception as e:  # noqa: BLE001
+          if verified and config is not None:
+            # Its files are as saved, so the state does not fit the run: not damage.
+            raise ConfigChangedError(self._config_change(step, meta, config, e)) from e
           error = e
       if not _on_every_process(error is None):
         error = error or RuntimeError("another process of the run could not restore it")
@@ -297,6 +328,23 @@ class Checkpoints:
 
 class DamagedCheckpointError(RuntimeError):
   """A checkpoint's files differ from those its save wrote."""
+
+
+class ConfigChangedError(ValueError):
+  """Sound checkpoints whose train state does not fit the run's config."""
+
+
+def _differences(saved: dict[str, Any], current: dict[str, Any],
+                 prefix: str = "") -> list[tuple[str, Any, Any]]:
+  """``[(dotted key, saved value, current value)]`` where two config dicts differ."""
+  changed = []
+  for key in sorted(saved.keys() | current.keys()):
+    old, new = saved.get(key), current.get(key)
+    if isinstance(old, dict) and isinstance(new, dict):
+      changed += _differences(old, new, f"{prefix}{key}.")
+    elif old != new:
+      changed.append((f"{prefix}{key}", old, new))
+  return changed
 
 
 def _sha256(path: epath.Path) -> str:
