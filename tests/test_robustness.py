@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tarfile
+import time
 
 import numpy as np
 import pytest
@@ -26,7 +27,7 @@ from gen_jax import configs, data, sample
 from gen_jax.train import workdir_lock
 from gen_jax.train.checkpoint import (CHECKSUMS_FILE, CORRUPT_DIR, Checkpoints,
                                       ConfigChangedError)
-from test_preemption import abstract_state, damage
+from test_preemption import Training, abstract_state, damage
 
 # ----------------------------------------------------------------------------- workdir lock
 
@@ -138,6 +139,35 @@ def test_train_refuses_a_workdir_in_use(trained_workdir, npz_factory):
     holder.wait()
   assert result.returncode != 0
   assert f"in use by another training run (pid {holder.pid}" in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["sample", "--num=0"], "--num must be a positive number of images, got 0"),
+    (["eval", "--num=-5", "--features=vgg16"], "--num must be a positive number of images, got -5"),
+    (["sample", "--grid={tmp}/missing/grid.png"],
+     "--grid={tmp}/missing/grid.png: the directory {tmp}/missing does not exist; create it first"),
+])
+def test_bad_numbers_and_missing_output_directories_are_refused_before_any_work(
+    trained_workdir, tmp_path, args, message):
+  command, *flags = [arg.format(tmp=tmp_path) for arg in args]
+  result = gen_jax(command, f"--workdir={trained_workdir}", f"--out={tmp_path / 'out.npz'}",
+                   *flags, check=False)
+  assert result.returncode == 2
+  assert f"gen-jax: {message.format(tmp=tmp_path)}" in result.stderr
+  assert "sampling" not in result.stderr and not (tmp_path / "out.npz").exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_before_training_starts_exits_75_with_a_message(tmp_path, npz_factory,
+                                                                 signum):
+  run = Training(tmp_path / "run", npz_factory((28, 28, 1)), dict(os.environ))
+  time.sleep(1.5)  # Importing TensorFlow and JAX, long before the first step.
+  assert run.kill(signum) == 75
+  name = signal.Signals(signum).name
+  assert (f"gen-jax train: {name} before training started: nothing to save yet; run the same "
+          f"command to start") in run.text()
+  assert "Traceback" not in run.text()
+  assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 @pytest.mark.parametrize("how", ["truncate", "bitrot"])
