@@ -395,7 +395,7 @@ def test_empty_folder_split_or_npz_split_is_named(tmp_path):
     data.describe(data.DataSpec(f"npz:{path}", image_size=8, split="test"))
 
 
-@pytest.mark.parametrize("labels", [np.zeros(9), np.zeros((10, 10)), np.full(10, -1)],
+@pytest.mark.parametrize("labels", [np.zeros(9, int), np.zeros((10, 10), int), np.full(10, -1)],
                          ids=["too_few", "one_hot", "negative"])
 def test_npz_labels_that_do_not_match_the_images_are_refused(tmp_path, labels):
   path = tmp_path / "bad.npz"
@@ -403,3 +403,79 @@ def test_npz_labels_that_do_not_match_the_images_are_refused(tmp_path, labels):
   with pytest.raises(ValueError, match=r"y_train must hold one class id >= 0 per image of "
                                        r"x_train \(10, 8, 8, 1\), got"):
     data.describe(data.DataSpec(f"npz:{path}", image_size=8))
+
+
+def test_float_labels_are_refused_and_an_ignore_label_is_reported(tmp_path, caplog):
+  images = np.zeros((10, 8, 8), np.uint8)
+  np.savez(tmp_path / "float.npz", x_train=images, y_train=np.arange(10) + 0.7)
+  with pytest.raises(ValueError, match=r"npz:.*float.npz: y_train must hold integer class ids, "
+                                       r"got float64 \(e.g. \[0.7, 1.7, 2.7\]\)"):
+    data.describe(data.DataSpec(f"npz:{tmp_path / 'float.npz'}", image_size=8))
+  np.savez(tmp_path / "ignore.npz", x_train=images, y_train=np.r_[np.arange(9), 255])
+  assert data.describe(data.DataSpec(f"npz:{tmp_path / 'ignore.npz'}", image_size=8)
+                       ).num_classes == 256
+  assert ("the labels take 10 values in [0, 256), so the dataset has 256 classes of which 246 "
+          "have no image (ids 9-254)") in caplog.text
+
+
+def write_bad_npz(path: pathlib.Path, how: str) -> pathlib.Path:
+  """Random bytes, a truncated archive, or an archive whose ``images`` are Python objects."""
+  if how == "random_bytes":
+    path.write_bytes(np.random.default_rng(0).bytes(1000))
+  elif how == "truncated":
+    np.savez(path, images=np.zeros((4, 8, 8, 1), np.uint8))
+    path.write_bytes(path.read_bytes()[:300])
+  else:
+    np.savez(path, images=np.array([None, 1], dtype=object))
+  return path
+
+
+BAD_NPZ = {"random_bytes": r"is not an .npz archive of named numpy arrays .*: it is not a zip "
+                           r"archive \(a truncated copy, or another format\)",
+           "truncated": r"is not an .npz archive of named numpy arrays .*: it is not a zip "
+                        r"archive",
+           "objects": r"array 'images' of .* cannot be read: Object arrays cannot be loaded.* "
+                      r"Only arrays of numbers are read"}
+
+
+@pytest.mark.parametrize("how", sorted(BAD_NPZ))
+def test_a_bad_npz_is_named_as_dataset_samples_or_weights(tmp_path, how):
+  from gen_jax.evaluation import evaluate, features
+  path = write_bad_npz(tmp_path / "bad.npz", how)
+  for what, load in [("dataset", lambda: data.describe(data.DataSpec(f"npz:{path}", 8))),
+                     ("samples file", lambda: evaluate.evaluate_file(str(path), metrics="fid")),
+                     ("inception weights", lambda: features.load(f"inception:{path}"))]:
+    with pytest.raises(ValueError, match=BAD_NPZ[how]) as error:
+      load()
+    assert f"{what} {path}" in str(error.value) and "allow_pickle=`" not in str(error.value)
+
+
+def test_missing_inception_weights_and_empty_samples_are_named(tmp_path):
+  from gen_jax.evaluation import evaluate, features
+  with pytest.raises(FileNotFoundError, match=r"inception weights /nonexistent.pth: no such file"):
+    features.load("inception:/nonexistent.pth")
+  np.savez(tmp_path / "empty.npz", images=np.zeros((0, 28, 28, 1), np.uint8))
+  with pytest.raises(ValueError, match=r"empty.npz: images holds no images \(shape \[0, 28, 28, "
+                                       r"1\]\); there is nothing to evaluate"):
+    evaluate.evaluate_file(str(tmp_path / "empty.npz"), metrics="fid", reference="digits:test",
+                           features="vgg16")
+
+
+def test_truncated_tar_gz_is_named(tmp_path):
+  for i in range(8):
+    write_image(tmp_path / f"images/train/a/{i}.png",
+                np.random.default_rng(i).integers(0, 256, (32, 32, 3), np.uint8))
+  with tarfile.open(tmp_path / "images.tar.gz", "w:gz") as tar:
+    tar.add(tmp_path / "images", arcname="images")
+  archive = tmp_path / "images.tar.gz"
+  archive.write_bytes(archive.read_bytes()[:archive.stat().st_size // 2])
+  with pytest.raises(ValueError, match=r"folder:.*images.tar.gz: the archive cannot be read to "
+                                       r"its end \(EOFError: .*\); it is probably truncated"):
+    data.describe(data.DataSpec(f"folder:{archive}", image_size=8))
+
+
+def test_a_workdir_that_is_a_file_is_named(tmp_path):
+  (tmp_path / "run").write_text("")
+  with pytest.raises(NotADirectoryError, match=r"workdir .*run is a file, not a directory"):
+    with workdir_lock.WorkdirLock(tmp_path / "run"):
+      pass

@@ -31,12 +31,15 @@ import io
 import os
 import posixpath
 import tarfile
+import zlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 from absl import logging
 from PIL import Image
+
+from gen_jax import npz
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 # PIL modes without colour; a folder made only of these is a 1-channel dataset.
@@ -140,8 +143,7 @@ def _splits_error(name: str, split: str, present: Iterable[str]) -> ValueError:
 @functools.lru_cache(maxsize=2)
 def _load_npz(path: str, fingerprint: tuple) -> dict[str, np.ndarray]:
   del fingerprint  # Only part of the cache key.
-  with np.load(path) as f:
-    return {k: f[k] for k in f.files}
+  return npz.load(path, "dataset")
 
 
 def npz_source(path: str, split: str) -> ArraySource:
@@ -159,13 +161,33 @@ def npz_source(path: str, split: str) -> ArraySource:
                      f"got {images.dtype} {images.shape}")
   if images.ndim == 3:
     images = images[..., None]
+  for s in splits:
+    if arrays[f"y_{s}"].dtype.kind not in "iu":
+      # A cast would truncate 0.7 to 0: the labels were not meant as these class ids.
+      raise ValueError(f"{name}: y_{s} must hold integer class ids, got {arrays[f'y_{s}'].dtype} "
+                       f"(e.g. {arrays[f'y_{s}'].reshape(-1)[:3].tolist()}); store the class "
+                       f"of each image as an integer in [0, number of classes)")
   if labels.size != len(images) or labels.min(initial=0) < 0:
     raise ValueError(f"{name}: y_{split} must hold one class id >= 0 per image of x_{split} "
                      f"{images.shape}, got {labels.dtype} {labels.shape} with minimum "
                      f"{labels.min(initial=0)}")
   # Class count from every split, so that label ids mean the same in each.
-  num_classes = 1 + max(int(arrays[f"y_{s}"].max(initial=0)) for s in splits)
+  ids = np.unique(np.concatenate([arrays[f"y_{s}"].reshape(-1) for s in splits]))
+  num_classes = 1 + int(ids.max(initial=0))
+  if len(ids) < num_classes:
+    # Say, one 'ignore' label 255 among classes 0..9: 256 classes, 245 never seen.
+    logging.warning("%s: the labels take %d values in [0, %d), so the dataset has %d classes of "
+                    "which %d have no image (ids %s); if a label marks unlabelled images, "
+                    "remove those images or give them class ids without gaps",
+                    name, len(ids), num_classes, num_classes, num_classes - len(ids),
+                    _ranges(np.setdiff1d(np.arange(num_classes), ids)))
   return ArraySource(name, images, labels.reshape(-1).astype(np.int32), num_classes)
+
+
+def _ranges(values: np.ndarray) -> str:
+  """Sorted integers as ``'3, 10-254'``."""
+  runs = np.split(values, np.flatnonzero(np.diff(values) != 1) + 1)
+  return ", ".join(f"{r[0]}" if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs if len(r))
 
 
 # ----------------------------------------------------------------------------- digits
@@ -191,9 +213,13 @@ def digits_source(split: str) -> ArraySource:
 def _read_archive(path: str, fingerprint: tuple) -> dict[str, bytes]:
   """The image members of a tar archive, by normalised member name."""
   del fingerprint  # Only part of the cache key.
-  with tarfile.open(path) as archive:
-    return {posixpath.normpath(m.name): archive.extractfile(m).read() for m in archive
-            if m.isfile() and os.path.splitext(m.name)[1].lower() in IMAGE_EXTENSIONS}
+  try:
+    with tarfile.open(path) as archive:
+      return {posixpath.normpath(m.name): archive.extractfile(m).read() for m in archive
+              if m.isfile() and os.path.splitext(m.name)[1].lower() in IMAGE_EXTENSIONS}
+  except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+    raise ValueError(f"folder:{path}: the archive cannot be read to its end ({type(e).__name__}: "
+                     f"{e}); it is probably truncated or damaged: copy it again") from e
 
 
 def _layout(paths: Iterable[str]) -> dict[str, list[tuple[str, str]]]:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from gen_jax import data, images
+from gen_jax import data, images, npz
 from gen_jax.evaluation import features as features_lib
 from gen_jax.evaluation import metrics as metrics_lib
 
@@ -307,14 +307,17 @@ def evaluate_run(workdir: str, *, metrics: str, num: int, reference: str | None,
 
 
 def _load_images(path: str, name: str) -> np.ndarray:
-  with np.load(path) as f:
-    if name not in f.files:
-      raise ValueError(f"{path} has no {name!r} array (it has {f.files}); expected uint8 "
-                       f"[N, H, W, C] as written by gen-jax sample")
-    array = f[name]
+  arrays = npz.load(path, "samples file")
+  if name not in arrays:
+    raise ValueError(f"{path} has no {name!r} array (it has {sorted(arrays)}); expected uint8 "
+                     f"[N, H, W, C] as written by gen-jax sample")
+  array = arrays[name]
   if array.dtype != np.uint8 or array.ndim != 4 or array.shape[-1] not in (1, 3):
     raise ValueError(f"{path}: {name} must be uint8 [N, H, W, C] with C 1 or 3, got "
                      f"{array.dtype} {list(array.shape)}")
+  if not len(array):
+    raise ValueError(f"{path}: {name} holds no images (shape {list(array.shape)}); there is "
+                     f"nothing to evaluate")
   return array
 
 
