@@ -52,6 +52,10 @@ flags.DEFINE_string("features", None,
 flags.DEFINE_integer("batch_size", 250, "eval: images per feature-network call.")
 flags.DEFINE_integer("crop_border", 0, "eval psnr/ssim: border pixels cut on every side.")
 flags.DEFINE_bool("y_channel", False, "eval psnr/ssim: on the Y channel of YCbCr (BT.601).")
+flags.DEFINE_bool("resize_reference", False, "eval: allow a --reference whose images are of "
+                  "another resolution or channel count than the samples (not the run's own "
+                  "dataset): they are resized and converted to the samples' shape, and the "
+                  "protocol records both shapes.")
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (auto-detect).")
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for multi-process.")
 flags.DEFINE_integer("num_processes", None, "Number of processes, for multi-process.")
@@ -134,7 +138,8 @@ def _eval() -> None:
     _usage("eval needs exactly one of --workdir (a run) or --samples (an .npz of images)")
   _require_output_dirs("out")
   common = dict(metrics=FLAGS.metrics, reference=FLAGS.reference, features=FLAGS.features,
-                seed=FLAGS.seed, batch_size=FLAGS.batch_size)
+                seed=FLAGS.seed, batch_size=FLAGS.batch_size,
+                resize_reference=FLAGS.resize_reference)
   if FLAGS.workdir:
     result = evaluate.evaluate_run(FLAGS.workdir, num=_num(10_000), step=FLAGS.step,
                                    **common)
