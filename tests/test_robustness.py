@@ -24,7 +24,7 @@ from PIL import Image
 
 from conftest import EXPERIMENTS, ROOT, SMOKE_CONFIG, gen_jax, smoke_run
 from gen_jax import configs, data, sample
-from gen_jax.train import workdir_lock
+from gen_jax.train import trainer, workdir_lock
 from gen_jax.train.checkpoint import (CHECKSUMS_FILE, CORRUPT_DIR, Checkpoints,
                                       ConfigChangedError)
 from test_preemption import Training, abstract_state, damage
@@ -127,6 +127,22 @@ def test_bad_config_fails_and_keeps_the_workdir(trained_workdir, npz_factory, ov
   assert snapshot(trained_workdir) == before
   _, state, step = sample.load_run(str(trained_workdir))
   assert step == 4 and int(state.step) == 4
+
+
+def test_fewer_steps_than_the_checkpoint_says_so_and_keeps_the_earlier_config(
+    trained_workdir, npz_factory, tmp_path, caplog):
+  workdir = shutil.copytree(trained_workdir, tmp_path / "run")
+  before = snapshot(workdir / "checkpoints")
+  first = json.loads((workdir / "config.json").read_text())
+  config = smoke_config(dataset=npz_factory((28, 28, 1)), num_train_steps=3)
+  assert int(trainer.train(config, workdir).step) == 4
+  assert (f"nothing to train: the run in {workdir} is at step 4 and config.num_train_steps is 3; "
+          f"raise --config.num_train_steps to train further") in caplog.text
+  assert snapshot(workdir / "checkpoints") == before
+  assert json.loads((workdir / "config.json").read_text())["num_train_steps"] == 3
+  assert json.loads((workdir / "config.1.json").read_text()) == first
+  trainer.train(config, workdir)  # The same config again: nothing more to keep.
+  assert sorted(p.name for p in workdir.glob("config*.json")) == ["config.1.json", "config.json"]
 
 
 def test_train_refuses_a_workdir_in_use(trained_workdir, npz_factory):
