@@ -106,11 +106,15 @@ def _stop_before_training(signum: int, frame) -> None:
 def _train() -> None:
   from gen_jax.train import trainer  # Deferred: importing TF/JAX takes seconds.
   _require("train", "config", "workdir")
+  from gen_jax.train.checkpoint import CheckpointSaveError
   try:
     trainer.train(FLAGS.config, FLAGS.workdir)
   except trainer.TrainingPreempted as e:
     logging.warning("%s", e)
     sys.exit(trainer.PREEMPTED_EXIT_CODE)
+  except CheckpointSaveError as e:  # Its message is all there is to say: no traceback.
+    logging.error("%s", e)
+    sys.exit(1)
 
 
 def _sample() -> None:

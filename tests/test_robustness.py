@@ -10,6 +10,7 @@ import json
 import os
 import pathlib
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -143,6 +144,27 @@ def test_fewer_steps_than_the_checkpoint_says_so_and_keeps_the_earlier_config(
   assert json.loads((workdir / "config.1.json").read_text()) == first
   trainer.train(config, workdir)  # The same config again: nothing more to keep.
   assert sorted(p.name for p in workdir.glob("config*.json")) == ["config.1.json", "config.json"]
+
+
+def test_a_failed_save_is_one_message_and_the_newest_checkpoint_is_kept(
+    trained_workdir, npz_factory, tmp_path):
+  workdir = shutil.copytree(trained_workdir, tmp_path / "run")
+
+  def limit_file_size():  # Writing past 500 kB fails (EFBIG), as writing to a full disk does.
+    resource.setrlimit(resource.RLIMIT_FSIZE, (500_000, 500_000))
+
+  result = subprocess.run(
+      [sys.executable, "-m", "gen_jax", "train", f"--config={SMOKE_CONFIG}",
+       f"--workdir={workdir}", f"--config.dataset={npz_factory((28, 28, 1))}",
+       "--config.num_train_steps=6"],
+      cwd=ROOT, capture_output=True, text=True, timeout=600, preexec_fn=limit_file_size)
+  assert result.returncode == 1
+  assert re.search(r"saving checkpoint 6 in .*/checkpoints failed: File too large \(writing "
+                   r".*/checkpoints/6.orbax-checkpoint-tmp/\S+\)\. The newest complete "
+                   r"checkpoint, 4, is kept; the next start deletes the unfinished save\. Free "
+                   r"disk space", result.stderr), result.stderr[-3000:]
+  assert "Traceback" not in result.stderr and "Event loop is closed" not in result.stderr
+  assert sample.load_run(workdir)[2] == 4
 
 
 def test_train_refuses_a_workdir_in_use(trained_workdir, npz_factory):

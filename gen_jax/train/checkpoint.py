@@ -24,6 +24,10 @@ restore unverified, with a warning.
 
 import hashlib
 import json
+import logging as std_logging
+import os
+import re
+import sys
 from typing import Any
 
 import jax
@@ -74,6 +78,8 @@ class Checkpoints:
                    enable_async_checkpointing=not read_only,
                    cleanup_tmp_directories=not read_only)
     self._saving: int | None = None  # The step of the save in progress.
+    self._failed = False  # Whether a save failed (reported once).
+    _quiet_failed_saves()
     if not read_only:
       # Runs once the save's files are written, before Orbax renames it into place.
       options["async_options"] = ocp.AsyncOptions(
@@ -311,19 +317,92 @@ class Checkpoints:
     meta = {"config": configs.to_json_dict(config), "data_info": data_info,
             "skipped_batches": [list(span) for span in skipped_batches]}
     # Orbax finishes the previous save before it starts this one, so one step is pending.
-    self.manager.wait_until_finished()
+    self.wait_until_finished()
     self._saving = step
     self.manager.save(step, metrics=metrics, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
 
   def wait_until_finished(self) -> None:
-    """Waits for the pending asynchronous save, if any."""
-    self.manager.wait_until_finished()
+    """Waits for the pending asynchronous save, if any.
+
+    Raises:
+      CheckpointSaveError: the save failed (a full disk, an I/O error); raised
+        once, later calls return.
+    """
+    try:
+      self.manager.wait_until_finished()
+    except Exception as e:  # noqa: BLE001 - TensorStore reports I/O errors as ValueError.
+      if self._failed:
+        return  # Orbax raises a failed save's error at every wait: it was reported.
+      self._failed = True
+      # Without the chain: TensorStore's and Orbax's frames say nothing more than the message.
+      raise CheckpointSaveError(self._save_failure(e)) from None
+
+  def _save_failure(self, error: Exception) -> str:
+    """What failed in the save of ``self._saving``, what is kept and what to do."""
+    message = str(error)
+    path = re.search(r'Failed writing: "([^"]+)"', message)
+    reason = re.search(r": ([^:\[]+?) \[os_error_code='\d+'\]", message)
+    self.manager.reload()
+    kept = [step for step in self.all_steps() if step != self._saving]
+    return (f"saving checkpoint {self._saving} in {self.directory} failed: "
+            + (f"{reason.group(1)} (writing {path.group(1)})" if reason and path
+               else _summary(error))
+            + (f". The newest complete checkpoint, {max(kept)}, is kept" if kept else
+               ". No checkpoint was saved before")
+            + "; the next start deletes the unfinished save. Free disk space (or fix the I/O "
+              "error) and run the same command to resume.")
 
   def close(self) -> None:
-    """Waits for pending saves and releases the manager."""
-    self.manager.wait_until_finished()
-    self.manager.close()
+    """Waits for pending saves and releases the manager.
+
+    Raises:
+      CheckpointSaveError: as `wait_until_finished`.
+    """
+    self.wait_until_finished()
+    if not self._failed:
+      self.manager.close()
+
+
+class _DropOrbaxTracebacks(std_logging.Filter):
+  """Keeps the error records of Orbax (and of its asyncio tasks) to their message."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    orbax = f"{os.sep}orbax{os.sep}"
+    if record.levelno >= std_logging.ERROR and (orbax in record.pathname
+                                                or orbax in str(record.msg)):
+      record.exc_info = record.exc_text = None
+    return True
+
+
+_ORBAX_TRACEBACKS = _DropOrbaxTracebacks()
+
+
+def _quiet_failed_saves() -> None:
+  """Keeps a failed save (a full disk) to one message: gen_jax's `CheckpointSaveError`.
+
+  Otherwise its error comes with a traceback from each of Orbax's threads that
+  waits on it and from each of its asyncio tasks, and the TensorStore writes still
+  running complete into event loops Orbax has closed, each printing an
+  "Event loop is closed" traceback: about a hundred for one full disk.
+  """
+  for logger in (logging.get_absl_logger(), std_logging.getLogger("asyncio")):
+    if _ORBAX_TRACEBACKS not in logger.filters:
+      logger.addFilter(_ORBAX_TRACEBACKS)
+  if getattr(sys.unraisablehook, "__wrapped__", None) is None:
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+      if not (isinstance(unraisable.exc_value, RuntimeError)
+              and str(unraisable.exc_value) == "Event loop is closed"):
+        previous(unraisable)
+
+    hook.__wrapped__ = previous
+    sys.unraisablehook = hook
+
+
+class CheckpointSaveError(OSError):
+  """A save failed to write its files (a full disk, an I/O error)."""
 
 
 class DamagedCheckpointError(RuntimeError):
