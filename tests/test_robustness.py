@@ -24,7 +24,7 @@ import pytest
 from PIL import Image
 
 from conftest import EXPERIMENTS, ROOT, SMOKE_CONFIG, gen_jax, smoke_run
-from gen_jax import configs, data, sample
+from gen_jax import configs, data, methods, sample
 from gen_jax.train import trainer, workdir_lock
 from gen_jax.train.checkpoint import (CHECKSUMS_FILE, CORRUPT_DIR, Checkpoints,
                                       ConfigChangedError)
@@ -316,6 +316,14 @@ def smoke_config(**overrides):
 def test_bad_value_names_key_value_and_what_is_valid(key, value, message):
   with pytest.raises(ValueError, match=re.escape(message)):
     configs.validate(smoke_config(**{key: value}))
+
+
+def test_a_model_name_that_does_not_fit_the_model_keys_is_named(npz_factory):
+  config = smoke_config(dataset=npz_factory((28, 28, 1)), **{"model.name": "gan"})
+  with pytest.raises(ValueError, match=r"config.model does not fit model 'gan': .*unexpected "
+                                       r"keyword argument 'base_size'\. Its keys are those of "
+                                       r"another model: set config.model.name back"):
+    methods.build(config, data.describe(configs.data_spec(config)))
 
 
 @pytest.mark.parametrize("path", sorted(EXPERIMENTS.glob("*/*.py")),
