@@ -397,6 +397,20 @@ def test_tfds_catalog_dataset_is_prepared_by_tfds_and_read(tmp_path):
   assert (tmp_path / "tfds" / "mnist" / "3.0.1" / "dataset_info.json").is_file()
 
 
+def test_tfds_without_a_network_says_what_to_do(monkeypatch):
+  tfds = pytest.importorskip("tensorflow_datasets")
+
+  def offline(name, split):
+    raise ConnectionError(f"Failed to resolve 'storage.googleapis.com' for {name}")
+
+  monkeypatch.setattr(tfds, "data_source", offline)
+  with pytest.raises(OSError, match=r"mnist: TFDS could not download or prepare it "
+                                    r"\(ConnectionError: Failed to resolve .*\)\. The first use "
+                                    r"needs a network .* offline, train on a local copy: "
+                                    r"--config.dataset=npz:PATH or folder:PATH"):
+    data.describe(data.DataSpec("mnist", image_size=28))
+
+
 # ----------------------------------------------------------------------------- shared datasets
 
 

@@ -351,7 +351,14 @@ class TfdsSource(Source):
     import tensorflow_datasets as tfds  # Deferred: importing TFDS takes seconds.
 
     self.name = name or f"tfds:{dataset}"
-    self._data = tfds.data_source(dataset, split=split)
+    try:
+      self._data = tfds.data_source(dataset, split=split)
+    except OSError as e:  # requests' and urllib's errors are OSErrors.
+      raise OSError(
+          f"{self.name}: TFDS could not download or prepare it ({type(e).__name__}: "
+          f"{str(e).splitlines()[0][:300] if str(e) else ''}). The first use needs a network "
+          f"(the data is then kept under $TFDS_DATA_DIR, default ~/tensorflow_datasets); "
+          f"offline, train on a local copy: --config.dataset=npz:PATH or folder:PATH") from e
     features = self._data.dataset_info.features
 
     def first(kind, preferred):
