@@ -19,7 +19,10 @@ sha256 of every file it wrote goes into ``<step>/checksums.json`` (in Orbax's
 background thread, so training does not wait for it), and each restore first
 checks the files against it. A mismatch makes the checkpoint damaged, like an
 unreadable one. Checkpoints without the file (made before it was recorded)
-restore unverified, with a warning.
+restore unverified, with a warning. A checkpoint whose files match but whose
+state does not fit the run's is sound: the config changed (`ConfigChangedError`
+names the keys). A save that cannot write its files (a full disk) raises one
+`CheckpointSaveError` naming the step and the file.
 """
 
 import hashlib
@@ -50,7 +53,9 @@ CHECKSUMS_FILE = "checksums.json"
 ITEMS = ("state", "meta")
 
 # The config sections that decide what the saved state means; everything else
-# (run length, logging, learning rates, data source) may change on resume.
+# (run length, logging, learning rates, data source) may change on resume, except
+# what changes the state's structure (EMA on or off, image channels), which
+# restoring finds (`ConfigChangedError`).
 MODEL_IDENTITY_KEYS = ("model", "method", "image_size")
 
 
