@@ -5,6 +5,7 @@
   gen-jax eval   --workdir DIR --metrics fid,kid,is,pr --num N --reference DATASET:SPLIT
                  --features classifier:WORKDIR|vgg16|alexnet|inception:WEIGHTS [--step K] [--seed S]
   gen-jax eval   --samples FILE.npz --metrics ... --reference DATASET:SPLIT --features ...
+                 [--resize_reference]
   gen-jax eval   --samples PAIRS.npz --metrics psnr,ssim,lpips [--y_channel] [--crop_border N]
 
 Running the same ``train`` command again resumes from the newest checkpoint.
