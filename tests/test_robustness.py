@@ -195,12 +195,21 @@ def test_bad_numbers_and_missing_output_directories_are_refused_before_any_work(
   assert "sampling" not in result.stderr and not (tmp_path / "out.npz").exists()
 
 
+def catches(pid: int, signum: int) -> bool:
+  """Whether process ``pid`` has installed a handler for ``signum`` (its SigCgt mask)."""
+  status = pathlib.Path(f"/proc/{pid}/status").read_text()
+  mask = int(re.search(r"^SigCgt:\s*([0-9a-f]+)$", status, re.MULTILINE).group(1), 16)
+  return bool(mask >> (signum - 1) & 1)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_before_training_starts_exits_75_with_a_message(tmp_path, npz_factory,
                                                                  signum):
   run = Training(tmp_path / "run", npz_factory((28, 28, 1)), dict(os.environ))
-  time.sleep(1.5)  # Importing TensorFlow and JAX, long before the first step.
+  run.wait_until(lambda: catches(run.process.pid, signal.SIGTERM))
+  time.sleep(0.2)  # SIGINT's handler is the next statement; TensorFlow takes seconds to import.
   assert run.kill(signum) == 75
+  assert "starting at step" not in run.text()
   name = signal.Signals(signum).name
   assert (f"gen-jax train: {name} before training started: nothing to save yet; run the same "
           f"command to start") in run.text()
