@@ -106,8 +106,8 @@ def _stop_before_training(signum: int, frame) -> None:
 
 def _train() -> None:
   from gen_jax.train import trainer  # Deferred: importing TF/JAX takes seconds.
-  _require("train", "config", "workdir")
   from gen_jax.train.checkpoint import CheckpointSaveError
+  _require("train", "config", "workdir")
   try:
     trainer.train(FLAGS.config, FLAGS.workdir)
   except trainer.TrainingPreempted as e:

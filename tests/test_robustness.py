@@ -203,12 +203,12 @@ def catches(pid: int, signum: int) -> bool:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_before_training_starts_exits_75_with_a_message(tmp_path, npz_factory,
-                                                                 signum):
+def test_a_signal_before_training_starts_exits_as_preempted_with_a_message(
+    tmp_path, npz_factory, signum):
   run = Training(tmp_path / "run", npz_factory((28, 28, 1)), dict(os.environ))
   run.wait_until(lambda: catches(run.process.pid, signal.SIGTERM))
   time.sleep(0.2)  # SIGINT's handler is the next statement; TensorFlow takes seconds to import.
-  assert run.kill(signum) == 75
+  assert run.kill(signum) == trainer.PREEMPTED_EXIT_CODE
   assert "starting at step" not in run.text()
   name = signal.Signals(signum).name
   assert (f"gen-jax train: {name} before training started: nothing to save yet; run the same "

@@ -161,12 +161,12 @@ def npz_source(path: str, split: str) -> ArraySource:
                      f"got {images.dtype} {images.shape}")
   if images.ndim == 3:
     images = images[..., None]
-  for s in splits:
-    if arrays[f"y_{s}"].dtype.kind not in "iu":
+  for key in (f"y_{s}" for s in splits):
+    if arrays[key].dtype.kind not in "iu":
       # A cast would truncate 0.7 to 0: the labels were not meant as these class ids.
-      raise ValueError(f"{name}: y_{s} must hold integer class ids, got {arrays[f'y_{s}'].dtype} "
-                       f"(e.g. {arrays[f'y_{s}'].reshape(-1)[:3].tolist()}); store the class "
-                       f"of each image as an integer in [0, number of classes)")
+      raise ValueError(f"{name}: {key} must hold integer class ids, got {arrays[key].dtype} "
+                       f"(e.g. {arrays[key].reshape(-1)[:3].tolist()}); store the class of "
+                       f"each image as an integer in [0, number of classes)")
   if labels.size != len(images) or labels.min(initial=0) < 0:
     raise ValueError(f"{name}: y_{split} must hold one class id >= 0 per image of x_{split} "
                      f"{images.shape}, got {labels.dtype} {labels.shape} with minimum "
