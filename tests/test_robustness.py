@@ -460,17 +460,27 @@ def test_npz_labels_that_do_not_match_the_images_are_refused(tmp_path, labels):
     data.describe(data.DataSpec(f"npz:{path}", image_size=8))
 
 
-def test_float_labels_are_refused_and_an_ignore_label_is_reported(tmp_path, caplog):
+def test_float_labels_and_an_ignore_label_for_a_conditional_model_are_refused(tmp_path):
   images = np.zeros((10, 8, 8), np.uint8)
   np.savez(tmp_path / "float.npz", x_train=images, y_train=np.arange(10) + 0.7)
   with pytest.raises(ValueError, match=r"npz:.*float.npz: y_train must hold integer class ids, "
                                        r"got float64 \(e.g. \[0.7, 1.7, 2.7\]\)"):
     data.describe(data.DataSpec(f"npz:{tmp_path / 'float.npz'}", image_size=8))
-  np.savez(tmp_path / "ignore.npz", x_train=images, y_train=np.r_[np.arange(9), 255])
-  assert data.describe(data.DataSpec(f"npz:{tmp_path / 'ignore.npz'}", image_size=8)
-                       ).num_classes == 256
-  assert ("the labels take 10 values in [0, 256), so the dataset has 256 classes of which 246 "
-          "have no image (ids 9-254)") in caplog.text
+  # An 'ignore' label 255 among classes 0..8: harmless unconditionally, refused with labels.
+  np.savez(tmp_path / "ignore.npz", x_train=np.zeros((10, 28, 28), np.uint8),
+           y_train=np.r_[np.arange(9), 255])
+  for experiment, conditional in (("dcgan", False), ("cgan", True), ("classifier", True)):
+    config = configs.load(f"{EXPERIMENTS / experiment / 'mnist.py'}:smoke")
+    config.dataset = f"npz:{tmp_path / 'ignore.npz'}"
+    info = data.describe(configs.data_spec(config))
+    assert (info.num_classes, info.unused_classes) == (256, tuple(range(9, 255)))
+    if not conditional:
+      methods.build(config, info)
+      continue
+    with pytest.raises(ValueError, match=rf"the labels of npz:.*ignore.npz go up to 255, but 246 "
+                                         rf"of the 256 class ids have no image \(ids 9-254\): "
+                                         rf"this {config.model.name} would learn 256 classes"):
+      methods.build(config, info)
 
 
 def write_bad_npz(path: pathlib.Path, how: str) -> pathlib.Path:

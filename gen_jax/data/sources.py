@@ -63,6 +63,9 @@ class Source(abc.ABC):
     class_names: a name per label value, or None if the dataset has none.
     example_sizes: int [N, 2], the (H, W) of each example when known without
       decoding it (images in a folder), else None.
+    unused_classes: label values in [0, num_classes) that no example has, where
+      the class count comes from the largest label (npz files): a gap such as an
+      'ignore' label 255 among classes 0..9.
   """
 
   name: str
@@ -72,6 +75,7 @@ class Source(abc.ABC):
   num_classes: int
   class_names: tuple[str, ...] | None = None
   example_sizes: np.ndarray | None = None
+  unused_classes: tuple[int, ...] = ()
 
   @abc.abstractmethod
   def read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -100,6 +104,7 @@ class ArraySource(Source):
     labels: int32 [N].
     num_classes: see `Source`.
     class_names: see `Source`.
+    unused_classes: see `Source`.
   """
 
   name: str
@@ -107,6 +112,7 @@ class ArraySource(Source):
   labels: np.ndarray
   num_classes: int
   class_names: tuple[str, ...] | None = None
+  unused_classes: tuple[int, ...] = ()
 
   def __post_init__(self):
     self.num_examples = len(self.images)
@@ -174,20 +180,9 @@ def npz_source(path: str, split: str) -> ArraySource:
   # Class count from every split, so that label ids mean the same in each.
   ids = np.unique(np.concatenate([arrays[f"y_{s}"].reshape(-1) for s in splits]))
   num_classes = 1 + int(ids.max(initial=0))
-  if len(ids) < num_classes:
-    # Say, one 'ignore' label 255 among classes 0..9: 256 classes, 245 never seen.
-    logging.warning("%s: the labels take %d values in [0, %d), so the dataset has %d classes of "
-                    "which %d have no image (ids %s); if a label marks unlabelled images, "
-                    "remove those images or give them class ids without gaps",
-                    name, len(ids), num_classes, num_classes, num_classes - len(ids),
-                    _ranges(np.setdiff1d(np.arange(num_classes), ids)))
-  return ArraySource(name, images, labels.reshape(-1).astype(np.int32), num_classes)
-
-
-def _ranges(values: np.ndarray) -> str:
-  """Sorted integers as ``'3, 10-254'``."""
-  runs = np.split(values, np.flatnonzero(np.diff(values) != 1) + 1)
-  return ", ".join(f"{r[0]}" if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs if len(r))
+  unused = tuple(int(i) for i in np.setdiff1d(np.arange(num_classes), ids))
+  return ArraySource(name, images, labels.reshape(-1).astype(np.int32), num_classes,
+                     unused_classes=unused)
 
 
 # ----------------------------------------------------------------------------- digits
