@@ -106,14 +106,14 @@ def _stop_before_training(signum: int, frame) -> None:
 
 def _train() -> None:
   from gen_jax.train import trainer  # Deferred: importing TF/JAX takes seconds.
-  from gen_jax.train.checkpoint import CheckpointSaveError
+  from gen_jax.train.checkpoint import CheckpointSaveError, ConfigChangedError
   _require("train", "config", "workdir")
   try:
     trainer.train(FLAGS.config, FLAGS.workdir)
   except trainer.TrainingPreempted as e:
     logging.warning("%s", e)
     sys.exit(trainer.PREEMPTED_EXIT_CODE)
-  except CheckpointSaveError as e:  # Its message is all there is to say: no traceback.
+  except (CheckpointSaveError, ConfigChangedError) as e:  # The message says it all.
     logging.error("%s", e)
     sys.exit(1)
 

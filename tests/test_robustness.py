@@ -275,6 +275,18 @@ def test_a_config_change_that_alters_the_state_is_named_and_the_checkpoints_kept
   assert not (workdir / CORRUPT_DIR).exists()
 
 
+def test_train_with_ema_turned_off_names_the_key_without_a_traceback(trained_workdir,
+                                                                    npz_factory, tmp_path):
+  workdir = shutil.copytree(trained_workdir, tmp_path / "run")
+  result = gen_jax("train", f"--config={SMOKE_CONFIG}", f"--workdir={workdir}",
+                   f"--config.dataset={npz_factory((28, 28, 1))}", "--config.ema_decay=0",
+                   check=False)
+  assert result.returncode == 1
+  assert re.search(r"checkpoint 4 in .* is sound .* config.ema_decay was 0.999, now 0.0",
+                   result.stderr)
+  assert "Traceback" not in result.stderr and not (workdir / CORRUPT_DIR).exists()
+
+
 def test_allowed_config_changes_resume(trained_workdir, npz_factory, tmp_path):
   workdir = shutil.copytree(trained_workdir, tmp_path / "run")
   config = smoke_config(dataset=npz_factory((28, 28, 1)), ema_decay=0.9, batch_size=16,
