@@ -9,6 +9,7 @@ import json
 import pathlib
 
 import ml_collections
+from etils import epath
 from ml_collections import config_dict
 
 from gen_jax.data import DataSpec
@@ -190,6 +191,23 @@ def data_spec(config: ml_collections.ConfigDict, split: str = "train") -> DataSp
 def to_json_dict(config: ml_collections.ConfigDict) -> dict:
   """The config as plain JSON types (tuples become lists)."""
   return json.loads(config.to_json_best_effort())
+
+
+def write_json(config: ml_collections.ConfigDict, workdir: epath.PathLike) -> None:
+  """Writes ``WORKDIR/config.json``, the config of this start of the run.
+
+  The config of an earlier start, if it differs, is kept as ``config.<n>.json``
+  (``n`` = 1, 2, ...: oldest first), so a workdir records every config it was
+  trained with.
+  """
+  path = epath.Path(workdir) / "config.json"
+  text = config.to_json_best_effort(indent=2)
+  if path.exists() and path.read_text() != text:
+    n = 1
+    while path.with_name(f"config.{n}.json").exists():
+      n += 1
+    path.rename(path.with_name(f"config.{n}.json"))
+  path.write_text(text)
 
 
 def validate(config: ml_collections.ConfigDict) -> None:

@@ -2,8 +2,11 @@
 
 import io
 import itertools
+import json
 import os
 import pathlib
+import subprocess
+import sys
 import tarfile
 
 import numpy as np
@@ -336,6 +339,76 @@ def test_tfds_with_mock_data():
     flowers = data.DataSpec("tfds:tf_flowers", image_size=16)
     assert data.get_source(flowers.dataset, "train").image_shape is None
     assert train(flowers, 1, batch=4)[0]["image"].shape == (4, 16, 16, 3)
+
+
+# ----------------------------------------------------------------------------- TFDS, prepared
+
+
+# The catalog's MNIST builder prepared by TFDS's own download_and_prepare, in a fresh
+# process that reads TFDS_DATA_DIR, with only the download replaced by local files
+# (as TFDS's mnist_test.py does). This is the path of --config.dataset=mnist.
+PREPARE_MNIST = """
+import json, sys
+import tensorflow_datasets as tfds
+from tensorflow_datasets.image_classification import mnist
+from gen_jax import data
+
+files = sys.argv[1]
+mnist._TRAIN_EXAMPLES, mnist._TEST_EXAMPLES = 12, 4
+tfds.download.DownloadManager.download_and_extract = (
+    lambda self, urls: {key: f"{files}/{key}" for key in urls})
+out = {}
+for name in ("mnist", "tfds:mnist"):
+  spec = data.DataSpec(name, image_size=28, split="test")
+  batch = next(data.eval_batches(spec, batch_size=4))
+  out[name] = [data.describe(spec).num_classes, batch["image"].tolist(), batch["label"].tolist()]
+with open(sys.argv[2], "w") as f:
+  json.dump(out, f)
+"""
+
+
+def write_idx(path: pathlib.Path, array: np.ndarray) -> None:
+  """MNIST's file format: a header of 8 (labels) or 16 (images) bytes, then uint8 values."""
+  path.write_bytes(bytes(16 if array.ndim == 3 else 8) + array.tobytes())
+
+
+def test_tfds_catalog_dataset_is_prepared_by_tfds_and_read(tmp_path):
+  rng = np.random.default_rng(0)
+  files = tmp_path / "downloads"
+  files.mkdir()
+  splits = {}
+  for split, n in (("train", 12), ("test", 4)):
+    splits[split] = (rng.integers(0, 256, (n, 28, 28), np.uint8),
+                     rng.integers(0, 10, n).astype(np.uint8))
+    write_idx(files / f"{split}_data", splits[split][0])
+    write_idx(files / f"{split}_labels", splits[split][1])
+  env = {**os.environ, "TFDS_DATA_DIR": str(tmp_path / "tfds")}
+  result = subprocess.run([sys.executable, "-c", PREPARE_MNIST, str(files), str(tmp_path / "read.json")],
+                          env=env,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  images, labels = splits["test"]
+  # TFDS stores the examples in an order of its own: compare them as sets.
+  written = sorted(zip(to_model_range(images).tolist(), labels.tolist()))
+  for name, (num_classes, got_images, got_labels) in json.loads(
+      (tmp_path / "read.json").read_text()).items():
+    assert num_classes == 10, name
+    assert sorted(zip(np.array(got_images)[..., 0].tolist(), got_labels)) == written, name
+  assert (tmp_path / "tfds" / "mnist" / "3.0.1" / "dataset_info.json").is_file()
+
+
+def test_tfds_without_a_network_says_what_to_do(monkeypatch):
+  tfds = pytest.importorskip("tensorflow_datasets")
+
+  def offline(name, split):
+    raise ConnectionError(f"Failed to resolve 'storage.googleapis.com' for {name}")
+
+  monkeypatch.setattr(tfds, "data_source", offline)
+  with pytest.raises(OSError, match=r"mnist: TFDS could not download or prepare it "
+                                    r"\(ConnectionError: Failed to resolve .*\)\. The first use "
+                                    r"needs a network .* offline, train on a local copy: "
+                                    r"--config.dataset=npz:PATH or folder:PATH"):
+    data.describe(data.DataSpec("mnist", image_size=28))
 
 
 # ----------------------------------------------------------------------------- shared datasets

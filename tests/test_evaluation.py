@@ -6,6 +6,7 @@ a classifier trained here by the shared trainer.
 
 import dataclasses
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -65,7 +66,8 @@ def test_fid_of_the_split_itself_is_zero_and_grows_with_noise(classifier_run):
   for sigma in (0, 16, 48, 96):
     noisy = np.clip(real + rng.normal(0, sigma, real.shape), 0, 255).astype(np.uint8)
     result = evaluate.evaluate_images(noisy, metrics=("fid", "kid"), space=space,
-                                      reference=REFERENCE, num_reference=297)
+                                      reference=REFERENCE, num_reference=297,
+                                      resize_reference=True)
     fids.append(result["metrics"]["fid"])
     kids.append(result["metrics"]["kid"])
   assert abs(fids[0]) < 1e-6 * max(fids)
@@ -82,13 +84,14 @@ def test_reference_features_are_cached_by_protocol(classifier_run):
     return space.extract(images_)
 
   counted = dataclasses.replace(space, extract=counting)
-  first, protocol = evaluate.reference_features(counted, REFERENCE, 200, (16, 16, 1))
+  first, protocol = evaluate.reference_features(counted, REFERENCE, 200, (16, 16, 1),
+                                                resize=True)
   assert sum(calls) >= 200 and len(first["pool"]) == protocol["count"] == 200
   calls.clear()
-  again, _ = evaluate.reference_features(counted, REFERENCE, 200, (16, 16, 1))
+  again, _ = evaluate.reference_features(counted, REFERENCE, 200, (16, 16, 1), resize=True)
   assert not calls
   np.testing.assert_array_equal(again["pool"], first["pool"])
-  evaluate.reference_features(counted, REFERENCE, 100, (16, 16, 1))  # Another protocol.
+  evaluate.reference_features(counted, REFERENCE, 100, (16, 16, 1), resize=True)  # Another.
   assert calls
 
 
@@ -201,13 +204,32 @@ def test_eval_command_on_a_run_and_on_a_samples_file(tmp_path, dcgan_run, classi
       evaluate.result_path(dcgan_run, 4, f"classifier:{classifier_run}", REFERENCE).read_text())
   assert written["protocol"]["features"]["standard"] is False
   assert written["protocol"]["samples"]["count"] == 128
+  # The run's own dataset (8x8 digits) is resized to its samples' 16x16, as in training.
+  assert written["protocol"]["samples"]["image_shape"] == [16, 16, 1]
+  assert written["protocol"]["reference"]["native_shape"] == [8, 8, 1]
 
   samples = tmp_path / "samples.npz"
   gen_jax("sample", "--workdir", dcgan_run, "--num", "128", "--out", str(samples))
-  out = gen_jax("eval", "--samples", str(samples), *common).stdout
+  out = gen_jax("eval", "--samples", str(samples), *common, "--resize_reference").stdout
   assert "fid=" in out
   # The same generator, seed and count: the same figures from the file.
   assert f"fid={values['fid']}" in out
+
+
+def test_a_reference_of_another_shape_is_refused_unless_asked(tmp_path, npz_factory):
+  samples = tmp_path / "rgb32.npz"
+  np.savez(samples, images=np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), np.uint8))
+  reference = f"{npz_factory((28, 28, 1))}:test"
+  with pytest.raises(ValueError, match=r"the samples are 32x32x3 images but those of the "
+                                       r"reference npz:.*:test are 28x28x1: .*--resize_reference"):
+    evaluate.evaluate_file(str(samples), metrics="fid", reference=reference, features="alexnet")
+  result = evaluate.evaluate_file(str(samples), metrics="fid", reference=reference,
+                                  features="alexnet", resize_reference=True)
+  protocol = json.loads(pathlib.Path(result["path"]).read_text())["protocol"]
+  assert protocol["samples"]["image_shape"] == [32, 32, 3]
+  assert protocol["reference"]["native_shape"] == [28, 28, 1]
+  assert "resize to the samples' size and convert to their channels" in (
+      protocol["reference"]["resize"])
 
 
 def test_eval_command_errors(dcgan_run):

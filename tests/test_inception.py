@@ -96,6 +96,7 @@ def test_load_weights_errors_name_the_problem(tmp_path, state_dict):
   assert ("Mixed_7c.branch_pool.conv.weight: expected (192, 2048, 1, 1), "
           "got (192, 2048, 3, 3)") in message
 
+  (tmp_path / "weights.h5").write_bytes(b"")
   with pytest.raises(ValueError, match=r"unknown weight file extension '\.h5'.*\.npz"):
     inception.load_weights(tmp_path / "weights.h5")
 
@@ -112,8 +113,10 @@ def test_pth_file_and_converter(tmp_path, state_dict):
     np.testing.assert_array_equal(converted[key], value, err_msg=key)
 
 
-def test_pth_without_torch_says_how_to_convert(monkeypatch):
+def test_pth_without_torch_says_how_to_convert(monkeypatch, tmp_path):
   monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` fail
+  monkeypatch.chdir(tmp_path)
+  pathlib.Path("w.pth").write_bytes(b"")
   with pytest.raises(ImportError, match=r"needs torch.*inception convert w\.pth w\.npz"):
     inception.load_weights("w.pth")
 

@@ -241,8 +241,15 @@ def test_stop_signals_only_set_a_flag_and_restore_the_handlers():
 
 
 def damage(step_dir: pathlib.Path, how: str) -> None:
-  """Truncates every file of the ``state`` item to half, or deletes its data files."""
+  """Truncates every file of the ``state`` item to half, deletes its data files, or
+  (``bitrot``) overwrites 64 bytes in the middle of its largest file, keeping its size."""
   files = [p for p in (step_dir / "state").rglob("*") if p.is_file()]
+  if how == "bitrot":
+    largest = max(files, key=lambda p: p.stat().st_size)
+    with open(largest, "r+b") as f:
+      f.seek(largest.stat().st_size // 2)
+      f.write(bytes(np.random.default_rng(0).integers(0, 256, 64, np.uint8)))
+    return
   for path in files:
     if how == "truncate":
       path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
@@ -281,6 +288,13 @@ def smoke_config(dataset: str, **overrides):
   return config
 
 
+def abstract_state(config):
+  """The train state's shapes for ``config``, replicated over the test's devices."""
+  method = methods.build(config, data.describe(configs.data_spec(config)))
+  return abstract_with_sharding(jax.eval_shape(method.init, jax.random.PRNGKey(0)),
+                                parallel.replicated(parallel.make_mesh()))
+
+
 def test_no_restorable_checkpoint_is_an_error_listing_each(uninterrupted, dataset, tmp_path):
   workdir = tmp_path / "run"
   shutil.copytree(uninterrupted[0] / "checkpoints", workdir / "checkpoints")
@@ -288,14 +302,11 @@ def test_no_restorable_checkpoint_is_an_error_listing_each(uninterrupted, datase
   for step in steps:
     damage(workdir / "checkpoints" / str(step), "truncate")
   config = smoke_config(dataset)
-  method = methods.build(config, data.describe(configs.data_spec(config)))
-  abstract = abstract_with_sharding(jax.eval_shape(method.init, jax.random.PRNGKey(0)),
-                                    parallel.replicated(parallel.make_mesh()))
   checkpoints = Checkpoints(workdir)
   with pytest.raises(RuntimeError, match=rf"no checkpoint in .*checkpoints can be restored; "
                                          rf"tried step {max(steps)}: .* They are left in place"
                      ) as error:
-    checkpoints.restore_newest(abstract, config)
+    checkpoints.restore_newest(abstract_state(config), config)
   checkpoints.close()
   assert all(f"step {step}: " in str(error.value) for step in steps)
   assert Checkpoints(workdir, read_only=True).all_steps() == steps

@@ -110,12 +110,14 @@ class DatasetInfo:
     image_shape: (image_size, image_size, C) of the output images.
     num_classes: number of label values; 0 if the dataset is unlabelled.
     class_names: a name per label value, if the dataset has them.
+    unused_classes: label values that no example has (see `Source`).
   """
 
   num_examples: int
   image_shape: tuple[int, int, int]
   num_classes: int
   class_names: tuple[str, ...] | None = None
+  unused_classes: tuple[int, ...] = ()
 
 
 def _open(spec: DataSpec) -> tuple[Source, int]:
@@ -149,7 +151,7 @@ def describe(spec: DataSpec) -> DatasetInfo:
   """
   source, channels = _open(spec)
   return DatasetInfo(source.num_examples, (spec.image_size, spec.image_size, channels),
-                     source.num_classes, source.class_names)
+                     source.num_classes, source.class_names, source.unused_classes)
 
 
 # ----------------------------------------------------------------------------- positions -> indices

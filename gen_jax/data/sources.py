@@ -31,12 +31,15 @@ import io
 import os
 import posixpath
 import tarfile
+import zlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 from absl import logging
 from PIL import Image
+
+from gen_jax import npz
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 # PIL modes without colour; a folder made only of these is a 1-channel dataset.
@@ -60,6 +63,9 @@ class Source(abc.ABC):
     class_names: a name per label value, or None if the dataset has none.
     example_sizes: int [N, 2], the (H, W) of each example when known without
       decoding it (images in a folder), else None.
+    unused_classes: label values in [0, num_classes) that no example has, where
+      the class count comes from the largest label (npz files): a gap such as an
+      'ignore' label 255 among classes 0..9.
   """
 
   name: str
@@ -69,6 +75,7 @@ class Source(abc.ABC):
   num_classes: int
   class_names: tuple[str, ...] | None = None
   example_sizes: np.ndarray | None = None
+  unused_classes: tuple[int, ...] = ()
 
   @abc.abstractmethod
   def read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -97,6 +104,7 @@ class ArraySource(Source):
     labels: int32 [N].
     num_classes: see `Source`.
     class_names: see `Source`.
+    unused_classes: see `Source`.
   """
 
   name: str
@@ -104,6 +112,7 @@ class ArraySource(Source):
   labels: np.ndarray
   num_classes: int
   class_names: tuple[str, ...] | None = None
+  unused_classes: tuple[int, ...] = ()
 
   def __post_init__(self):
     self.num_examples = len(self.images)
@@ -140,8 +149,7 @@ def _splits_error(name: str, split: str, present: Iterable[str]) -> ValueError:
 @functools.lru_cache(maxsize=2)
 def _load_npz(path: str, fingerprint: tuple) -> dict[str, np.ndarray]:
   del fingerprint  # Only part of the cache key.
-  with np.load(path) as f:
-    return {k: f[k] for k in f.files}
+  return npz.load(path, "dataset")
 
 
 def npz_source(path: str, split: str) -> ArraySource:
@@ -159,13 +167,22 @@ def npz_source(path: str, split: str) -> ArraySource:
                      f"got {images.dtype} {images.shape}")
   if images.ndim == 3:
     images = images[..., None]
+  for key in (f"y_{s}" for s in splits):
+    if arrays[key].dtype.kind not in "iu":
+      # A cast would truncate 0.7 to 0: the labels were not meant as these class ids.
+      raise ValueError(f"{name}: {key} must hold integer class ids, got {arrays[key].dtype} "
+                       f"(e.g. {arrays[key].reshape(-1)[:3].tolist()}); store the class of "
+                       f"each image as an integer in [0, number of classes)")
   if labels.size != len(images) or labels.min(initial=0) < 0:
     raise ValueError(f"{name}: y_{split} must hold one class id >= 0 per image of x_{split} "
                      f"{images.shape}, got {labels.dtype} {labels.shape} with minimum "
                      f"{labels.min(initial=0)}")
   # Class count from every split, so that label ids mean the same in each.
-  num_classes = 1 + max(int(arrays[f"y_{s}"].max(initial=0)) for s in splits)
-  return ArraySource(name, images, labels.reshape(-1).astype(np.int32), num_classes)
+  ids = np.unique(np.concatenate([arrays[f"y_{s}"].reshape(-1) for s in splits]))
+  num_classes = 1 + int(ids.max(initial=0))
+  unused = tuple(int(i) for i in np.setdiff1d(np.arange(num_classes), ids))
+  return ArraySource(name, images, labels.reshape(-1).astype(np.int32), num_classes,
+                     unused_classes=unused)
 
 
 # ----------------------------------------------------------------------------- digits
@@ -191,9 +208,13 @@ def digits_source(split: str) -> ArraySource:
 def _read_archive(path: str, fingerprint: tuple) -> dict[str, bytes]:
   """The image members of a tar archive, by normalised member name."""
   del fingerprint  # Only part of the cache key.
-  with tarfile.open(path) as archive:
-    return {posixpath.normpath(m.name): archive.extractfile(m).read() for m in archive
-            if m.isfile() and os.path.splitext(m.name)[1].lower() in IMAGE_EXTENSIONS}
+  try:
+    with tarfile.open(path) as archive:
+      return {posixpath.normpath(m.name): archive.extractfile(m).read() for m in archive
+              if m.isfile() and os.path.splitext(m.name)[1].lower() in IMAGE_EXTENSIONS}
+  except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+    raise ValueError(f"folder:{path}: the archive cannot be read to its end ({type(e).__name__}: "
+                     f"{e}); it is probably truncated or damaged: copy it again") from e
 
 
 def _layout(paths: Iterable[str]) -> dict[str, list[tuple[str, str]]]:
@@ -325,7 +346,14 @@ class TfdsSource(Source):
     import tensorflow_datasets as tfds  # Deferred: importing TFDS takes seconds.
 
     self.name = name or f"tfds:{dataset}"
-    self._data = tfds.data_source(dataset, split=split)
+    try:
+      self._data = tfds.data_source(dataset, split=split)
+    except OSError as e:  # requests' and urllib's errors are OSErrors.
+      raise OSError(
+          f"{self.name}: TFDS could not download or prepare it ({type(e).__name__}: "
+          f"{str(e).splitlines()[0][:300] if str(e) else ''}). The first use needs a network "
+          f"(the data is then kept under $TFDS_DATA_DIR, default ~/tensorflow_datasets); "
+          f"offline, train on a local copy: --config.dataset=npz:PATH or folder:PATH") from e
     features = self._data.dataset_info.features
 
     def first(kind, preferred):

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from gen_jax import data, images
+from gen_jax import data, images, npz
 from gen_jax.evaluation import features as features_lib
 from gen_jax.evaluation import metrics as metrics_lib
 
@@ -65,13 +65,41 @@ def _source_fingerprint(dataset: str) -> list:
   return [dataset]
 
 
+def check_reference(reference: str, image_shape: tuple[int, int, int], crop: int | None,
+                    resize: bool) -> tuple[list[int] | None, bool]:
+  """Whether samples of ``image_shape`` may be compared with ``reference``'s images.
+
+  Returns:
+    ``(native, resized)``: the reference's stored (H, W, C) (None if sizes vary),
+    and whether its images (after ``crop``) must be resized or converted.
+
+  Raises:
+    ValueError: they must, and ``resize`` does not allow it.
+  """
+  source = data.get_source(*parse_reference(reference))
+  native = list(source.image_shape) if source.image_shape else None
+  stored = [crop, crop, source.channels] if crop else native
+  resized = stored != list(image_shape)
+  if resized and not resize:
+    shape = "x".join(map(str, stored)) if stored else f"of varying sizes (x{source.channels})"
+    raise ValueError(
+        f"the samples are {'x'.join(map(str, image_shape))} images but those of the reference "
+        f"{reference} are {shape}: comparing them needs the reference resized and converted "
+        f"to the samples' shape, which changes the figures. Ask for it with --resize_reference "
+        f"(it is recorded in the protocol), or compare with a reference of the samples' shape")
+  return native, resized
+
+
 def reference_features(space: features_lib.FeatureSpace, reference: str, num: int,
                        image_shape: tuple[int, int, int], crop: int | None = None,
-                       batch_size: int = 250) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+                       batch_size: int = 250, resize: bool = False
+                       ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
   """Features of ``num`` images of a dataset split (a fixed random subset), cached on disk.
 
   The images go through the same uint8 quantisation as samples do, at the
   samples' resolution and channel count, so only the distributions differ.
+  Resizing or converting them to that shape must be asked for (``resize``):
+  the protocol then records their native shape beside the samples'.
 
   Args:
     space: the feature space.
@@ -81,12 +109,18 @@ def reference_features(space: features_lib.FeatureSpace, reference: str, num: in
       resized to after the central ``crop``.
     crop: central square crop before resizing, as in the training config.
     batch_size: images per batch while reading.
+    resize: allow a reference of another resolution or channel count (after
+      ``crop``) than ``image_shape``.
 
   Returns:
     ``(features, protocol)``: features as from ``space.extract``, and the
     reference part of the protocol.
+
+  Raises:
+    ValueError: the reference images are not of ``image_shape`` and not ``resize``.
   """
   dataset, split = parse_reference(reference)
+  native, resized = check_reference(reference, image_shape, crop, resize)
   spec = data.DataSpec(dataset=dataset, image_size=image_shape[0], split=split, crop=crop,
                        channels=image_shape[2])
   info = data.describe(spec)
@@ -95,7 +129,10 @@ def reference_features(space: features_lib.FeatureSpace, reference: str, num: in
               "crop": crop, "subset": (
                   "the whole split" if num >= info.num_examples else
                   f"{num} images drawn without replacement with seed {REFERENCE_SUBSET_SEED}"),
-              "resize": "gen_jax.data (central crop, then resize to the samples' size)"}
+              "native_shape": native,
+              "resize": ("none" if not resized else
+                         "gen_jax.data (central crop, then resize to the samples' size and "
+                         "convert to their channels)")}
   key = json.dumps({"features": space.protocol, "reference": protocol,
                     "source": _source_fingerprint(dataset)}, sort_keys=True)
   path = cache_dir() / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npz"
@@ -177,8 +214,10 @@ def metric_protocol(names: tuple[str, ...], num_samples: int, num_reference: int
 def evaluate_images(samples: np.ndarray, *, metrics: tuple[str, ...],
                     space: features_lib.FeatureSpace, reference: str,
                     num_reference: int, crop: int | None = None, seed: int = 0,
-                    batch_size: int = 250) -> dict[str, Any]:
+                    batch_size: int = 250, resize_reference: bool = False) -> dict[str, Any]:
   """Distribution metrics of uint8 samples [N, H, W, C] against a reference split.
+
+  ``resize_reference`` allows a reference of another shape (see `reference_features`).
 
   Returns:
     ``{'metrics': {...}, 'protocol': {...}}``.
@@ -186,11 +225,12 @@ def evaluate_images(samples: np.ndarray, *, metrics: tuple[str, ...],
   if "is" in metrics and not space.has_logits:
     raise ValueError(f"the Inception Score needs a feature network with class logits "
                      f"(inception:WEIGHTS or classifier:WORKDIR), not {space.name}")
-  sample_features = space.extract(samples)
   ref_features, ref_protocol = reference_features(
-      space, reference, num_reference, samples.shape[1:], crop=crop, batch_size=batch_size)
-  values = distribution_metrics(metrics, sample_features, ref_features, seed=seed)
-  protocol = {"features": space.protocol, "samples": {"count": len(samples)},
+      space, reference, num_reference, samples.shape[1:], crop=crop, batch_size=batch_size,
+      resize=resize_reference)
+  values = distribution_metrics(metrics, space.extract(samples), ref_features, seed=seed)
+  protocol = {"features": space.protocol,
+              "samples": {"count": len(samples), "image_shape": list(samples.shape[1:])},
               "reference": ref_protocol,
               **metric_protocol(metrics, len(samples), ref_protocol["count"])}
   return {"metrics": values, "protocol": protocol}
@@ -270,14 +310,17 @@ def write_result(path: pathlib.Path, result: dict[str, Any]) -> None:
 
 def evaluate_run(workdir: str, *, metrics: str, num: int, reference: str | None,
                  features: str | None, seed: int = 0, step: int | None = None,
-                 batch_size: int = 250, ema: bool = True) -> dict[str, Any]:
+                 batch_size: int = 250, resize_reference: bool = False,
+                 ema: bool = True) -> dict[str, Any]:
   """Evaluates checkpoint ``step`` (default newest) of the run in ``workdir``.
 
   A generative run is sampled (``num`` images, EMA generator when kept and
   ``ema``; ``Method.sampling_variables``) and
   compared with ``reference`` (default: the run's dataset, test split) in the
   ``features`` space; a classifier run is scored by its ``accuracy`` on
-  ``reference``. The result is written to ``WORKDIR/eval/`` as JSON.
+  ``reference``. The result is written to ``WORKDIR/eval/`` as JSON. The run's
+  own dataset is resized to the samples' shape as in training; another
+  dataset of another shape needs ``resize_reference``.
 
   Returns:
     ``{'metrics': ..., 'protocol': ..., 'step': ..., 'path': ...}``.
@@ -291,11 +334,13 @@ def evaluate_run(workdir: str, *, metrics: str, num: int, reference: str | None,
     features_name = "classifier"
   else:
     names = parse_metrics(metrics)
+    resize_reference = resize_reference or _is_training_data(reference, method.config)
+    check_reference(reference, method.info.image_shape, method.config.crop, resize_reference)
     space = features_lib.load(features, batch_size)
     samples = sample.generate_images(method, method.sampling_variables(state, ema), num, seed)
     result = evaluate_images(samples["images"], metrics=names, space=space,
                              reference=reference, num_reference=num, crop=method.config.crop,
-                             seed=seed, batch_size=batch_size)
+                             seed=seed, batch_size=batch_size, resize_reference=resize_reference)
     result["protocol"]["samples"].update(source=f"{workdir} step {step}", seed=seed,
                                          network=method.sampling_description(state, ema))
     features_name = space.name
@@ -308,25 +353,29 @@ def evaluate_run(workdir: str, *, metrics: str, num: int, reference: str | None,
 
 
 def _load_images(path: str, name: str) -> np.ndarray:
-  with np.load(path) as f:
-    if name not in f.files:
-      raise ValueError(f"{path} has no {name!r} array (it has {f.files}); expected uint8 "
-                       f"[N, H, W, C] as written by gen-jax sample")
-    array = f[name]
+  arrays = npz.load(path, "samples file")
+  if name not in arrays:
+    raise ValueError(f"{path} has no {name!r} array (it has {sorted(arrays)}); expected uint8 "
+                     f"[N, H, W, C] as written by gen-jax sample")
+  array = arrays[name]
   if array.dtype != np.uint8 or array.ndim != 4 or array.shape[-1] not in (1, 3):
     raise ValueError(f"{path}: {name} must be uint8 [N, H, W, C] with C 1 or 3, got "
                      f"{array.dtype} {list(array.shape)}")
+  if not len(array):
+    raise ValueError(f"{path}: {name} holds no images (shape {list(array.shape)}); there is "
+                     f"nothing to evaluate")
   return array
 
 
 def evaluate_file(samples_path: str, *, metrics: str, reference: str | None = None,
                   features: str | None = None, num: int | None = None, seed: int = 0,
                   batch_size: int = 250, out: str | None = None, crop_border: int = 0,
-                  y_channel: bool = False) -> dict[str, Any]:
+                  y_channel: bool = False, resize_reference: bool = False) -> dict[str, Any]:
   """Evaluates images made elsewhere.
 
   Distribution metrics (``fid,kid,is,pr``) read ``images`` uint8 [N, H, W, C]
-  from the ``.npz`` and compare them with ``reference`` in ``features``.
+  from the ``.npz`` and compare them with ``reference`` in ``features`` (a
+  reference of another shape only with ``resize_reference``).
   Restoration metrics (``psnr,ssim,lpips``) compare its ``images`` with its
   ``targets`` pair by pair.
   """
@@ -341,10 +390,11 @@ def evaluate_file(samples_path: str, *, metrics: str, reference: str | None = No
   else:
     if not reference:
       raise ValueError("distribution metrics of a samples file need --reference DATASET:SPLIT")
+    check_reference(reference, samples.shape[1:], None, resize_reference)
     space = features_lib.load(features, batch_size)
     result = evaluate_images(samples, metrics=names, space=space, reference=reference,
                              num_reference=num or len(samples), seed=seed,
-                             batch_size=batch_size)
+                             batch_size=batch_size, resize_reference=resize_reference)
     result["protocol"]["samples"]["source"] = str(samples_path)
   path = pathlib.Path(out) if out else pathlib.Path(samples_path).with_suffix(".eval.json")
   write_result(path, result)
@@ -354,6 +404,12 @@ def evaluate_file(samples_path: str, *, metrics: str, reference: str | None = No
 def config_reference(config) -> str:
   """The reference of a training config's periodic evaluation."""
   return config.eval.reference or f"{config.dataset}:test"
+
+
+def _is_training_data(reference: str, config) -> bool:
+  """Whether ``reference`` is a split of the dataset the run trained on: then it is resized
+  and converted to the samples' shape as the training images were."""
+  return parse_reference(reference)[0] == config.dataset
 
 LOWER_IS_BETTER = ("fid", "kid")
 
@@ -372,8 +428,10 @@ def prepare_periodic(config, image_shape) -> features_lib.FeatureSpace:
                      f"evaluated metrics {names} for which lower is better "
                      f"({', '.join(LOWER_IS_BETTER)}), or '' to keep no best checkpoints")
   space = features_lib.load(settings.features, settings.batch_size)
-  reference_features(space, config_reference(config), settings.num_samples, image_shape,
-                     crop=config.crop, batch_size=settings.batch_size)
+  reference = config_reference(config)
+  reference_features(space, reference, settings.num_samples, image_shape, crop=config.crop,
+                     batch_size=settings.batch_size,
+                     resize=_is_training_data(reference, config))
   return space
 
 
@@ -400,7 +458,8 @@ def evaluate_state(config, method, state, step: int, space: features_lib.Feature
   result = evaluate_images(samples["images"], metrics=parse_metrics(settings.metrics),
                            space=space, reference=config_reference(config),
                            num_reference=settings.num_samples, crop=config.crop,
-                           seed=config.seed, batch_size=settings.batch_size)
+                           seed=config.seed, batch_size=settings.batch_size,
+                           resize_reference=_is_training_data(config_reference(config), config))
   result["protocol"]["samples"].update(source=f"training step {step}", seed=config.seed,
                                        network=method.sampling_description(state))
   return {**result, "step": step}

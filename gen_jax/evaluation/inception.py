@@ -37,6 +37,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gen_jax import npz
+
 PROTOCOL_NAME = "inception-v3-fid (pytorch-fid 2015-12-05 port)"
 PREPROCESSING = ("uint8 -> [0, 1], grayscale repeated to RGB, bilinear resize to 299x299 "
                  "(half-pixel centres, no antialiasing, as pytorch-fid's F.interpolate), "
@@ -372,10 +374,13 @@ def read_state_dict(path: str | pathlib.Path) -> dict[str, np.ndarray]:
     numpy arrays by state_dict key, as stored (no checks).
   """
   path = pathlib.Path(path)
+  if not path.is_file():
+    raise FileNotFoundError(f"inception weights {path}: no such file. Give the path of "
+                            f"pytorch-fid's pt_inception-2015-12-05-6726825d.pth or of its "
+                            f".npz conversion (gen_jax cannot download them)")
   suffix = path.suffix.lower()
   if suffix == ".npz":
-    with np.load(path, allow_pickle=False) as arrays:
-      return {key: arrays[key] for key in arrays.files}
+    return npz.load(path, "inception weights")
   if suffix in _TORCH_SUFFIXES:
     try:
       import torch  # pylint: disable=import-outside-toplevel

@@ -25,4 +25,11 @@ def build(config: ml_collections.ConfigDict, info) -> dict:
       and its ``num_classes`` sizes conditional ones.
   """
   make = lookup(MODELS, config.name, "model")
-  return make(config, info, jnp.dtype(config.get("compute_dtype", "float32")))
+  try:
+    return make(config, info, jnp.dtype(config.get("compute_dtype", "float32")))
+  except TypeError as e:
+    # A network given a key it does not take: the section of another model (say,
+    # --config.model.name=gan on a DCGAN config, whose generator has a base_size).
+    raise ValueError(f"config.model does not fit model {config.name!r}: {e}. Its keys are "
+                     f"those of another model: set config.model.name back, or start from a "
+                     f"config of {config.name!r} (experiments/{config.name}/)") from e

@@ -219,11 +219,15 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: epath.Path,
     _, state, meta = restored
     skipped_batches = meta.get("skipped_batches", [])
   if is_chief:  # Only now: a refused config must not overwrite the workdir's config.json.
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+    configs.write_json(config, workdir)
   start_step = int(jax.device_get(state.step))
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
   logging.info("%s: %s parameters, starting at step %d of %d", config.model.name,
                f"{num_params:,}", start_step, config.num_train_steps)
+  if start_step >= config.num_train_steps:
+    logging.warning("nothing to train: the run in %s is at step %d and config.num_train_steps is "
+                    "%d; raise --config.num_train_steps to train further", workdir, start_step,
+                    config.num_train_steps)
   if skipped_batches:
     logging.info("NaN rollbacks skipped the data batches %s", skipped_batches)
 

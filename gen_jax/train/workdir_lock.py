@@ -44,6 +44,7 @@ class WorkdirLock:
 
   Raises:
     WorkdirInUseError: on entry, when another run holds the lock.
+    NotADirectoryError: on entry, when the workdir is a file.
   """
 
   def __init__(self, workdir: os.PathLike | str, process_index: int = 0):
@@ -59,6 +60,9 @@ class WorkdirLock:
       logging.warning("%s is not a local path and cannot be locked: make sure no other run "
                       "uses it", self.workdir)
       return self
+    if os.path.exists(self.workdir) and not os.path.isdir(self.workdir):
+      raise NotADirectoryError(f"workdir {self.workdir} is a file, not a directory: give the "
+                               f"directory of the run (it is created if missing)")
     os.makedirs(self.workdir, exist_ok=True)
     self._fd = self._lock()
     if self._fd is not None:
