@@ -76,14 +76,15 @@ CASES = (
     Case("experiments/hinge_gan/mnist.py:quick", "unconditional", 0.6),
     Case("experiments/sngan/mnist.py:quick", "unconditional", 0.6),
     Case("experiments/sagan/mnist.py:quick", "unconditional", 0.6,
-         f"{SMALL_MARGIN} (0.63 confident)"),
+         f"{SMALL_MARGIN} (0.59-0.63 confident)"),
     Case("experiments/cgan/mnist.py:quick", "conditional", 0.6,
          f"{SMALL_MARGIN} (92% of samples in the requested class)"),
     Case("experiments/cgan_projection/mnist.py:quick", "conditional", 0.6),
     Case("experiments/acgan/mnist.py:quick", "conditional", 0.6,
          f"{SMALL_MARGIN} (92% of samples in the requested class)"),
     Case("experiments/infogan/mnist.py:quick", "infogan", 0.6,
-         f"{SMALL_MARGIN} (the code matched the digit for 72-86% of samples in four seeds)"),
+         f"{SMALL_MARGIN} (the code matched the digit for 72-86% of samples in four seeds, "
+         "53-66% in the test's run)"),
 )
 
 
