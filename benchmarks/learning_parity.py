@@ -677,26 +677,22 @@ def check_forward(torch, method, state, z, real, labels, dropout_rng, failures, 
   for name, flax_input, torch_input in (("generator", z, z_t), ("discriminator", real, real_t)):
     network = twin.networks()[name]
     variables = {"params": state.params[name], **state.collections[name]}
-    flax_eval = method.networks[name].apply(variables, flax_input, label_input, train=False)
-    network.eval()
-    with torch.no_grad():
-      torch_eval = network(torch_input, label_t)
-    if name == "generator":
-      torch_eval = torch_eval.permute(0, 2, 3, 1)
-    report(f"{when}: {name} train=False", max_difference(flax_eval, torch_eval.numpy()),
-           failures)
-    if name == "discriminator":
+    if name == "discriminator":  # Used in training mode only.
       set_masks(torch, network, flax_dropout_masks(
           method, state.params[name], state.collections[name], real, labels, dropout_rng))
-    flax_train, _ = method.apply(name, state.params[name], state.collections[name], flax_input,
-                                 label_input, rngs={"dropout": dropout_rng})
-    network.train()
-    with torch.no_grad():
-      torch_train = network(torch_input, label_t)
-    if name == "generator":
-      torch_train = torch_train.permute(0, 2, 3, 1)
-    report(f"{when}: {name} train=True", max_difference(flax_train, torch_train.numpy()),
-           failures)
+    for train in (False, True):
+      if train:
+        flax_out, _ = method.apply(name, state.params[name], state.collections[name],
+                                   flax_input, label_input, rngs={"dropout": dropout_rng})
+      else:
+        flax_out = method.networks[name].apply(variables, flax_input, label_input, train=False)
+      network.train(train)
+      with torch.no_grad():
+        torch_out = network(torch_input, label_t)
+      if name == "generator":
+        torch_out = torch_out.permute(0, 2, 3, 1)
+      report(f"{when}: {name} train={train}", max_difference(flax_out, torch_out.numpy()),
+             failures)
 
 
 def check_running_var(flax_old, flax_new, torch_new, count: int, updates: int) -> float:
