@@ -27,6 +27,8 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from gen_jax.train.errors import CheckpointSaveError, ConfigChangedError
+
 FLAGS = flags.FLAGS
 
 config_flags.DEFINE_config_file(
@@ -108,7 +110,6 @@ def _stop_before_training(signum: int, frame) -> None:
 
 def _train() -> None:
   from gen_jax.train import trainer  # Deferred: importing TF/JAX takes seconds.
-  from gen_jax.train.checkpoint import CheckpointSaveError, ConfigChangedError
   _require("train", "config", "workdir")
   try:
     trainer.train(FLAGS.config, FLAGS.workdir)

@@ -190,10 +190,11 @@ def test_learns_mnist(case, shared_datasets, mnist_classifier, mnist_probabiliti
     drawn, targets = draw(method, variables, case.kind, **kwargs)
     return digit_report(mnist_probabilities(drawn), case.kind, targets)
 
-  trained = judge(method.sampling_variables(state))
+  variables = method.sampling_variables(state)  # Measured once: standing statistics.
+  trained = judge(variables)
   raw = judge(method.sampling_variables(state, ema=False))
   untrained = judge(method.sampling_variables(method.init(jax.random.PRNGKey(1))))
-  ignored = (judge(method.sampling_variables(state), ignore_condition=True)
+  ignored = (judge(variables, ignore_condition=True)
              if case.kind != "unconditional" else None)
   figures = domain_metrics(tmp_path, mnist_classifier, dataset)
 

@@ -26,8 +26,9 @@ from PIL import Image
 from conftest import EXPERIMENTS, ROOT, SMOKE_CONFIG, gen_jax, smoke_run
 from gen_jax import configs, data, methods, sample
 from gen_jax.train import trainer, workdir_lock
-from gen_jax.train.checkpoint import (CHECKSUMS_FILE, CORRUPT_DIR, Checkpoints,
-                                      ConfigChangedError)
+from gen_jax.evaluation import evaluate, features
+from gen_jax.train.checkpoint import CHECKSUMS_FILE, CORRUPT_DIR, Checkpoints
+from gen_jax.train.errors import ConfigChangedError
 from test_preemption import Training, abstract_state, damage
 
 # ----------------------------------------------------------------------------- workdir lock
@@ -519,7 +520,6 @@ BAD_NPZ = {"random_bytes": r"is not an .npz archive of named numpy arrays .*: it
 
 @pytest.mark.parametrize("how", sorted(BAD_NPZ))
 def test_a_bad_npz_is_named_as_dataset_samples_or_weights(tmp_path, how):
-  from gen_jax.evaluation import evaluate, features
   path = write_bad_npz(tmp_path / "bad.npz", how)
   for what, load in [("dataset", lambda: data.describe(data.DataSpec(f"npz:{path}", 8))),
                      ("samples file", lambda: evaluate.evaluate_file(str(path), metrics="fid")),
@@ -530,7 +530,6 @@ def test_a_bad_npz_is_named_as_dataset_samples_or_weights(tmp_path, how):
 
 
 def test_missing_inception_weights_and_empty_samples_are_named(tmp_path):
-  from gen_jax.evaluation import evaluate, features
   with pytest.raises(FileNotFoundError, match=r"inception weights /nonexistent.pth: no such file"):
     features.load("inception:/nonexistent.pth")
   np.savez(tmp_path / "empty.npz", images=np.zeros((0, 28, 28, 1), np.uint8))

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from gen_jax import data, images, npz
+from gen_jax import data, images, npz, sample
 from gen_jax.evaluation import features as features_lib
 from gen_jax.evaluation import metrics as metrics_lib
 
@@ -325,7 +325,6 @@ def evaluate_run(workdir: str, *, metrics: str, num: int, reference: str | None,
   Returns:
     ``{'metrics': ..., 'protocol': ..., 'step': ..., 'path': ...}``.
   """
-  from gen_jax import sample  # Deferred: it imports the trainer.
   method, state, step = sample.load_run(workdir, step)
   reference = reference or f"{method.config.dataset}:test"
   if not method.generative:
@@ -435,14 +434,15 @@ def prepare_periodic(config, image_shape) -> features_lib.FeatureSpace:
   return space
 
 
-def evaluate_state(config, method, state, step: int, space: features_lib.FeatureSpace,
-                   generate=None) -> dict[str, Any]:
+def evaluate_state(config, method, state, variables, step: int,
+                   space: features_lib.FeatureSpace, generate=None) -> dict[str, Any]:
   """The periodic evaluation of a training run (``config.eval``) at ``step``.
 
   Args:
     config: the run's config.
     method: its method.
     state: the current train state.
+    variables: ``method.sampling_variables(state)``, as the trainer's grid uses them.
     step: the step it is at.
     space: from ``prepare_periodic``.
     generate: the trainer's jitted ``method.generate``.
@@ -450,11 +450,9 @@ def evaluate_state(config, method, state, step: int, space: features_lib.Feature
   Returns:
     As ``evaluate_images``, plus ``step``.
   """
-  from gen_jax import sample  # Deferred: it imports the trainer.
   settings = config.eval
-  samples = sample.generate_images(method, method.sampling_variables(state),
-                                   settings.num_samples, config.seed, settings.batch_size,
-                                   generate=generate)
+  samples = sample.generate_images(method, variables, settings.num_samples, config.seed,
+                                   settings.batch_size, generate=generate)
   result = evaluate_images(samples["images"], metrics=parse_metrics(settings.metrics),
                            space=space, reference=config_reference(config),
                            num_reference=settings.num_samples, crop=config.crop,

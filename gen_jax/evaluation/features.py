@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gen_jax import sample
 from gen_jax.registry import lookup
 
 Features = dict[str, np.ndarray]
@@ -105,7 +106,6 @@ def batched(fn: Callable[[jax.Array], dict[str, jax.Array]],
 
 def classifier_space(workdir: str, batch_size: int) -> FeatureSpace:
   """The penultimate features and logits of the classifier trained in ``workdir``."""
-  from gen_jax import sample  # Deferred: sample imports the trainer.
   method, state, step = sample.load_run(workdir)
   if method.generative:
     raise ValueError(f"--features classifier:{workdir}: that run trained a "

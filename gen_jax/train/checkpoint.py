@@ -42,6 +42,7 @@ from etils import epath
 from jax.experimental import multihost_utils
 
 from gen_jax import configs
+from gen_jax.train.errors import CheckpointSaveError, ConfigChangedError, DamagedCheckpointError
 
 # Where unreadable checkpoints are moved, beside WORKDIR/checkpoints.
 CORRUPT_DIR = "checkpoints_corrupt"
@@ -404,18 +405,6 @@ def _quiet_failed_saves() -> None:
 
     hook.__wrapped__ = previous
     sys.unraisablehook = hook
-
-
-class CheckpointSaveError(OSError):
-  """A save failed to write its files (a full disk, an I/O error)."""
-
-
-class DamagedCheckpointError(RuntimeError):
-  """A checkpoint's files differ from those its save wrote."""
-
-
-class ConfigChangedError(ValueError):
-  """Sound checkpoints whose train state does not fit the run's config."""
 
 
 def _differences(saved: dict[str, Any], current: dict[str, Any],

@@ -34,6 +34,7 @@ from clu import metric_writers, periodic_actions
 from etils import epath
 
 from gen_jax import configs, data, images, methods
+from gen_jax.evaluation import evaluate as evaluation
 from gen_jax.methods.base import Method
 from gen_jax.train import parallel
 from gen_jax.train.checkpoint import Checkpoints, abstract_with_sharding
@@ -207,7 +208,6 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: epath.Path,
   init = jax.jit(method.init, out_shardings=state_sharding)
   evaluating = config.eval.every_steps > 0 and method.generative
   if evaluating:
-    from gen_jax.evaluation import evaluate as evaluation  # Deferred: feature networks.
     eval_space = evaluation.prepare_periodic(config, info.image_shape)
   checkpoints = Checkpoints(workdir, max_to_keep=config.keep_checkpoints,
                             best_metric=config.eval.best_metric if evaluating else "",
@@ -254,16 +254,16 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: epath.Path,
     writer.write_hparams(_flatten(configs.to_json_dict(config)))
   data_info = dataclasses.asdict(info)
 
-  def write_grid(step: int) -> None:
-    samples = images.to_uint8(jax.device_get(
-        generate(method.sampling_variables(state), grid_rng, grid_labels)))
+  def write_grid(step: int, variables) -> None:
+    samples = images.to_uint8(jax.device_get(generate(variables, grid_rng, grid_labels)))
     grid = images.make_grid(samples)
     writer.write_images(step, {"samples": grid[None]})
     if is_chief:
       images.save_png(workdir / f"samples_{step:08d}.png", grid)
 
-  def evaluate(step: int) -> dict[str, float]:
-    result = evaluation.evaluate_state(config, method, state, step, eval_space, generate)
+  def evaluate(step: int, variables) -> dict[str, float]:
+    result = evaluation.evaluate_state(config, method, state, variables, step, eval_space,
+                                       generate)
     kind = result["protocol"]["features"]["features"]
     writer.write_scalars(step, {f"eval/{kind}/{k}": v for k, v in result["metrics"].items()})
     if is_chief:
@@ -328,9 +328,11 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: epath.Path,
         writer.write_scalars(step, {k: float(np.mean([m[k] for m in history]))
                                     for k in history[0]})
         history = []
+      # Measured once for the grid and the evaluation (standing statistics cost forward passes).
+      variables = method.sampling_variables(state) if sampling or evaluating_now else None
       if sampling:
-        write_grid(step)
-      scores = evaluate(step) if evaluating_now else None
+        write_grid(step, variables)
+      scores = evaluate(step, variables) if evaluating_now else None
       if saving:
         checkpoints.save(step, state, config, data_info, metrics=scores,
                          skipped_batches=skipped_batches)
